@@ -19,3 +19,34 @@ if not COLLECTION_LINK.exists():
     COLLECTION_LINK.symlink_to(REPO_ROOT, target_is_directory=True)
 if str(COLLECTIONS_ROOT) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS_ROOT))
+
+# The unit tests run against a fake libvirt (tests/unit/fake_libvirt.py).  Keep a
+# handle on the real bindings, when installed, so its constants can be checked.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+try:
+    import libvirt as REAL_LIBVIRT
+except ImportError:
+    REAL_LIBVIRT = None
+
+import fake_libvirt
+
+sys.modules["libvirt"] = fake_libvirt
+
+import pytest
+
+
+@pytest.fixture
+def world():
+    """A fresh fake world with two hypervisors, hv1 (source) and hv2 (destination)."""
+    fresh = fake_libvirt.World()
+    fake_libvirt.CURRENT = fresh
+    fresh.add_host("qemu:///system", "hv1")
+    fresh.add_host("qemu+tls://hv2.example.com/system", "hv2")
+    return fresh
+
+
+@pytest.fixture
+def real_libvirt():
+    if REAL_LIBVIRT is None:
+        pytest.skip("libvirt-python is not installed")
+    return REAL_LIBVIRT
