@@ -167,3 +167,9 @@ class JobError(MigrationError):
     """A migration_job operation failed."""
 
     kind = "job"
+
+
+class MigrationInProgress(MigrationError):
+    """A migration job for this domain is already running (another run?)."""
+
+    kind = "in_progress"
