@@ -244,7 +244,9 @@ class MigrationScript:
     happens after the last sample: ``complete``, ``fail`` (libvirtError, the
     destination cleaned by libvirt), ``fail_leave_dest`` (libvirtError and a
     half-made paused domain left on the destination), ``persist_failed`` or
-    ``never`` (repeat the last sample until aborted / switched / suspended).
+    ``finish_error`` (the domain moves but the call raises, like a libvirtd
+    restart at the end) or ``never`` (repeat the last sample until aborted /
+    switched / suspended).
     ``after_switch`` is how many more ticks post-copy or suspend needs.
     """
 
@@ -352,7 +354,7 @@ class FakeDomain:
         self._exists()
         if flags & VIR_DOMAIN_JOB_STATS_COMPLETED:
             return dict(self.completed_stats or {"type": VIR_DOMAIN_JOB_NONE})
-        if self.job is None or self.job.finished:
+        if self.job is None or self.job.finished.is_set():
             return {"type": VIR_DOMAIN_JOB_NONE}
         return dict(self.job.current)
 
@@ -380,7 +382,7 @@ class FakeDomain:
         self._call("suspend")
         self._exists()
         self._state, self._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_USER
-        if self.job is not None and not self.job.finished:
+        if self.job is not None and not self.job.finished.is_set():
             self.job.switch("suspend")
         return 0
 
@@ -408,7 +410,7 @@ class FakeDomain:
 
     def abortJob(self) -> int:
         self._call("abortJob")
-        if self.job is None or self.job.finished:
+        if self.job is None or self.job.finished.is_set():
             raise libvirtError("Requested operation is not valid: no job is active on the domain",
                                VIR_ERR_OPERATION_INVALID)
         self.job.abort()
@@ -426,7 +428,7 @@ class FakeDomain:
 
     def migrateStartPostCopy(self, flags: int = 0) -> int:
         self._call("migrateStartPostCopy")
-        if self.job is None or self.job.finished:
+        if self.job is None or self.job.finished.is_set():
             raise libvirtError("Requested operation is not valid: no job is active", VIR_ERR_OPERATION_INVALID)
         if not self.job.flags & VIR_MIGRATE_POSTCOPY:
             raise libvirtError("Requested operation is not valid: switching to post-copy requires "
@@ -705,6 +707,9 @@ class World:
         result = job.result or "timeout"
         if result == "complete":
             return self._finish(dom, dest, job.params, job.flags, incoming)
+        if result == "finish_error":
+            self._finish(dom, dest, job.params, job.flags, incoming)
+            raise libvirtError("Unable to read from monitor: Connection reset by peer", VIR_ERR_OPERATION_FAILED)
         if result == "persist_failed":
             moved = self._finish(dom, dest, job.params, job.flags & ~VIR_MIGRATE_PERSIST_DEST
                                  & ~VIR_MIGRATE_UNDEFINE_SOURCE, incoming, keep_source=True)
@@ -736,7 +741,7 @@ class World:
             target = dest.add_domain(name, VIR_DOMAIN_SHUTOFF, True, uuid=uuid, xml=dom.xml)
         if offline:
             target._state, target._reason = VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_MIGRATED
-        elif was_paused or (dom.job and dom.job.switched == "suspend"):
+        elif was_paused or flags & VIR_MIGRATE_PAUSED:
             target._state, target._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
         else:
             target._state, target._reason = VIR_DOMAIN_RUNNING, VIR_DOMAIN_RUNNING_MIGRATED
