@@ -460,7 +460,7 @@ class Migrator:
                 "inspect both hosts before re-running")
         raise MigrationFailed.from_libvirt(
             "migrate", error, message, hint=hint, details={
-                "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
+                "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
                 "placement": after, "last_job_stats": friendly_stats(outcome.last_stats)},
             **self.context())
 
@@ -485,7 +485,8 @@ class Migrator:
             "persist on destination", error,
             "the domain runs on the destination but libvirt failed to make it persistent there; "
             + "; ".join(self.state.recovery), hint=hint,
-            details={"recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions)},
+            details={"changed": True, "recovery": list(self.state.recovery),
+                     "policy_actions": list(self.state.policy_actions)},
             **self.context())
 
     # -- after --------------------------------------------------------------

@@ -1,0 +1,198 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
+# disappear without notice; do not use it from other collections.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # How to migrate: transport, persistence, tuning, convergence policy, preflight (migrate, evacuate).
+    DOCUMENTATION = r"""
+options:
+  live:
+    description:
+      - V(true) migrates a running domain live (C(VIR_MIGRATE_LIVE)).
+      - V(false) is an offline migration of a shut-off persistent domain (C(VIR_MIGRATE_OFFLINE)); only its
+        definition moves. Needs O(persistent=true); cannot copy storage; refused for a running domain.
+    type: bool
+    default: true
+  persistent:
+    description:
+      - Define the domain persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST), virsh C(--persistent)).
+      - The persistent definition is always sent explicitly (C(VIR_MIGRATE_PARAM_PERSIST_XML)), from O(persistent_xml),
+        else O(xml), else the source's inactive definition.
+    type: bool
+    default: true
+  undefine_source:
+    description:
+      - Undefine the domain on the source after a successful migration (C(VIR_MIGRATE_UNDEFINE_SOURCE),
+        virsh C(--undefinesource)). NVRAM and TPM state files are kept.
+      - With O(persistent=false) on a persistent domain this leaves no definition on any host; that is refused
+        unless O(confirm_config_removal=true).
+    type: bool
+    default: true
+  confirm_config_removal:
+    description:
+      - Confirm that O(undefine_source=true) with O(persistent=false) may leave a persistent domain defined
+        nowhere (it runs transient on the destination and its configuration is gone once it stops).
+    type: bool
+    default: false
+  p2p:
+    description:
+      - V(true) is managed peer-to-peer migration (C(VIR_MIGRATE_PEER2PEER)); the source libvirtd talks to
+        O(dest_uri) itself.
+      - V(false) is managed direct migration; the module opens both ends and drives them
+        (C(virDomainMigrate3)).
+    type: bool
+    default: true
+  tunnelled:
+    description:
+      - Carry the migration data through the libvirtd connection (C(VIR_MIGRATE_TUNNELLED)). Needs O(p2p=true);
+        excludes O(tls), O(migrate_uri), O(listen_address) and O(parallel_connections).
+    type: bool
+    default: false
+  tls:
+    description:
+      - Encrypt the QEMU migration data stream with TLS (C(VIR_MIGRATE_TLS)), using C(/etc/pki/qemu) on both
+        hosts. Excludes O(tunnelled).
+    type: bool
+    default: false
+  bandwidth:
+    description:
+      - Bandwidth limit in MiB/s (C(VIR_MIGRATE_PARAM_BANDWIDTH)). Unset means libvirt's default (unlimited).
+    type: int
+  postcopy_bandwidth:
+    description:
+      - Bandwidth limit in MiB/s for the post-copy phase (C(VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY)).
+        Needs O(post_copy=true).
+    type: int
+  max_downtime:
+    description:
+      - Maximum tolerable downtime in milliseconds, set with C(virDomainMigrateSetMaxDowntime) as soon as the
+        job runs. It is also the start of the downtime ramp (O(convergence.downtime_steps)).
+      - Unset, the ramp starts at O(convergence.downtime_max) / O(convergence.downtime_steps).
+    type: int
+  copy_storage:
+    description:
+      - Copy disks that are not on shared storage. V(all) copies them whole (C(VIR_MIGRATE_NON_SHARED_DISK)),
+        V(inc) copies only what differs from a backing image present on the destination
+        (C(VIR_MIGRATE_NON_SHARED_INC)).
+      - The disk list sent to libvirt is always explicit (C(VIR_MIGRATE_PARAM_MIGRATE_DISKS)), either O(migrate_disks),
+        or every writable disk not known to be on shared storage. Copying a disk that is on shared storage
+        would write it onto itself and is refused.
+    type: str
+    choices: [none, all, inc]
+    default: none
+  compression:
+    description:
+      - Compression methods for the migration stream (C(VIR_MIGRATE_COMPRESSED) and
+        C(VIR_MIGRATE_PARAM_COMPRESSION)); libvirt 9.0 supports V(xbzrle) and V(mt).
+    type: list
+    elements: str
+    choices: [xbzrle, mt]
+    default: []
+  parallel_connections:
+    description:
+      - Number of parallel connections for the migration data (C(VIR_MIGRATE_PARALLEL),
+        C(VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS)), 1 to 255.
+    type: int
+  auto_converge:
+    description:
+      - Let QEMU throttle the guest's vCPUs when the migration does not converge (C(VIR_MIGRATE_AUTO_CONVERGE)).
+    type: bool
+    default: false
+  auto_converge_initial:
+    description:
+      - Initial CPU throttling percentage for O(auto_converge) (C(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL)).
+    type: int
+  auto_converge_increment:
+    description:
+      - Throttling increment in percent for O(auto_converge) (C(VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT)).
+    type: int
+  post_copy:
+    description:
+      - Allow switching the migration to post-copy (C(VIR_MIGRATE_POSTCOPY)). The switch happens only when the
+        convergence policy decides it (O(convergence.on_timeout=postcopy)) or through
+        M(virtops.migration.migration_job). Needs O(live=true).
+      - Also allows resuming a post-copy migration that failed earlier (C(VIR_MIGRATE_POSTCOPY_RESUME)).
+    type: bool
+    default: false
+  on_paused_source:
+    description:
+      - What to do with a domain found paused on the source and absent from the destination (for example left
+        paused by an earlier failed attempt).
+      - V(resume) resumes it on the source, then migrates it live. V(migrate_paused) migrates it as it is
+        (C(VIR_MIGRATE_PAUSED)); it stays paused on the destination.
+    type: str
+    choices: [resume, migrate_paused]
+    default: resume
+  timeout:
+    description:
+      - Hard wall-clock limit in seconds for the migration job. When reached the job is aborted, whatever
+        O(convergence.on_timeout) says (except once post-copy has started, when aborting would lose the guest;
+        that is recorded in RV(policy_actions)). Unset means no hard limit.
+    type: int
+  preflight_skip:
+    description:
+      - Preflight checks to skip, by name. V(host_uuid) (the hosts report different host UUIDs), V(cpu)
+        (C(virConnectCompareHypervisorCPU) of the guest CPU on the destination), V(memory) (free plus cached
+        memory on the destination covers the guest's memory), V(storage) (every disk is shared or copied),
+        V(networks) (libvirt networks, bridges and direct devices of the guest exist on the destination).
+      - The destination connection check cannot be skipped.
+    type: list
+    elements: str
+    choices: [host_uuid, cpu, memory, storage, networks]
+    default: []
+  convergence:
+    description:
+      - The convergence policy applied while the migration runs. The module polls the job statistics every
+        O(convergence.poll_interval) seconds and records every action it takes in RV(policy_actions).
+    type: dict
+    default: {}
+    suboptions:
+      completion_timeout_per_gib:
+        description:
+          - Completion timeout in seconds per GiB of guest RAM (KubeVirt uses 150, Nova 800). When reached,
+            O(convergence.on_timeout) is applied. V(0) disables it.
+        type: float
+        default: 150
+      progress_timeout:
+        description:
+          - Stall timeout in seconds. The migration stalls when C(data_remaining) has not reached a new
+            low for this long; then O(convergence.on_timeout) is applied. V(0) disables it.
+        type: float
+        default: 150
+      downtime_max:
+        description:
+          - The downtime ramp's last value in milliseconds.
+        type: int
+        default: 500
+      downtime_steps:
+        description:
+          - Number of steps of the downtime ramp. V(0) disables the ramp (then only O(max_downtime) is set).
+        type: int
+        default: 10
+      downtime_delay_per_gib:
+        description:
+          - Seconds between two ramp steps, per GiB of guest RAM.
+        type: float
+        default: 75
+      on_timeout:
+        description:
+          - What to do when the completion or progress timeout is reached.
+          - V(abort) aborts the job; the domain keeps running on the source.
+          - V(postcopy) switches to post-copy (needs O(post_copy=true)); if libvirt refuses, the job is aborted.
+          - V(suspend) pauses the guest so the migration finishes (non-live from there on); the guest runs
+            again on the destination. If the migration still fails, the source is resumed.
+        type: str
+        choices: [abort, postcopy, suspend]
+        default: abort
+      poll_interval:
+        description:
+          - Seconds between two job-statistics polls.
+        type: float
+        default: 1
+"""
