@@ -102,3 +102,17 @@ def migrate_argument_spec() -> dict[str, Any]:
 
 
 MIGRATE_REQUIRED_ONE_OF = [("name", "uuid")]
+
+
+def migration_job_argument_spec() -> dict[str, Any]:
+    spec = source_connection_argument_spec()
+    spec.update({
+        "dest_uri": {"type": "str"},
+        "name": {"type": "str"},
+        "uuid": {"type": "str"},
+        "operation": {"type": "str", "default": "info", "choices": ["info", "abort", "tune", "postcopy"]},
+        "max_downtime": {"type": "int"},
+        "bandwidth": {"type": "int"},
+        "wait_timeout": {"type": "float", "default": 60.0},
+    })
+    return spec

@@ -1,0 +1,210 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migration_job
+short_description: Watch and steer a running libvirt migration
+version_added: 1.0.0
+description:
+  - The monitor commands of a live migration, for a domain that is migrating away from the host at O(uri).
+  - V(info) returns the live job statistics (QEMU C(info migrate)). V(abort) cancels the job (C(migrate_cancel)),
+    waits until it is gone and reports where the domain runs. V(tune) sets the maximum downtime and the bandwidth
+    (C(migrate_set_downtime), C(migrate_set_speed)). V(postcopy) switches the migration to post-copy.
+  - Values set with V(tune) are read back from libvirt (C(virDomainMigrateGetMaxDowntime),
+    C(virDomainMigrateGetMaxSpeed)) and returned in RV(settings).
+author:
+  - virtops.migration maintainers
+requirements:
+  - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
+extends_documentation_fragment:
+  - virtops.migration._connection.source
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - In check mode nothing is sent to libvirt; RV(changed) says whether the operation would act.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: partial
+    details:
+      - Only V(tune) returns a diff (max downtime and bandwidth before and after).
+  idempotent:
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    support: partial
+    details:
+      - V(tune) compares with the values read from libvirt and only sets what differs. V(abort) with no job
+        running and V(postcopy) once in post-copy report no change. V(info) never changes anything.
+      - A running migration moves on between two runs, so the job statistics differ from one run to the next.
+options:
+  name:
+    description: Name of the migrating domain. One of O(name) or O(uuid) is required.
+    type: str
+  uuid:
+    description: UUID of the migrating domain.
+    type: str
+  dest_uri:
+    description:
+      - Destination URI. Optional; with it, V(abort) also reports whether the domain exists on the destination.
+    type: str
+  operation:
+    description:
+      - V(info) reads the live job statistics; it changes nothing.
+      - V(abort) aborts the job (C(virDomainAbortJob)) and returns once it is gone (O(wait_timeout)). Refused once
+        the migration is in post-copy, because the guest would be lost.
+      - V(tune) sets O(max_downtime) and/or O(bandwidth).
+      - V(postcopy) switches to post-copy (C(virDomainMigrateStartPostCopy)); the migration must have been started
+        with C(post_copy=true).
+    type: str
+    choices: [info, abort, tune, postcopy]
+    default: info
+  max_downtime:
+    description: Maximum tolerable downtime in milliseconds (C(virDomainMigrateSetMaxDowntime)). Only with V(tune).
+    type: int
+  bandwidth:
+    description: Maximum migration bandwidth in MiB/s (C(virDomainMigrateSetMaxSpeed)). Only with V(tune).
+    type: int
+  wait_timeout:
+    description: Seconds V(abort) waits for the job to disappear before failing.
+    type: float
+    default: 60
+seealso:
+  - module: virtops.migration.migrate
+"""
+
+EXAMPLES = r"""
+- name: Live statistics of vm1's migration
+  virtops.migration.migration_job:
+    name: vm1
+  delegate_to: hv1.example.com
+  register: job
+
+- name: Allow more downtime and cap the bandwidth
+  virtops.migration.migration_job:
+    name: vm1
+    operation: tune
+    max_downtime: 500
+    bandwidth: 800
+
+- name: Give up on the migration; vm1 keeps running on hv1
+  virtops.migration.migration_job:
+    name: vm1
+    operation: abort
+    dest_uri: qemu+tls://hv2.example.com/system
+
+- name: Force completion by switching to post-copy
+  virtops.migration.migration_job:
+    name: db1
+    operation: postcopy
+"""
+
+RETURN = r"""
+operation:
+  description: The operation run.
+  returned: success
+  type: str
+  sample: info
+domain:
+  description: The domain's name.
+  returned: success
+  type: str
+  sample: vm1
+uuid:
+  description: The domain's UUID.
+  returned: success
+  type: str
+  sample: 6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10
+job:
+  description:
+    - The job statistics (C(virDomainGetJobStats)) after the operation, with explicit names. Times are in
+      milliseconds, sizes in bytes and rates in bytes per second, unless the name says otherwise.
+    - C(active) says whether a job runs. C(type) is V(none), V(bounded), V(unbounded), V(completed),
+      V(failed) or V(cancelled). C(operation) is V(migration_out), V(migration_in) and so on.
+    - The statistics cover elapsed and remaining time, data and memory totals (processed and remaining),
+      disk progress, C(memory_bps) and C(memory_iteration).
+    - The dirty rate is given twice, in pages per second (C(memory_dirty_rate_pages)) and in bytes per second
+      (C(memory_dirty_rate_bytes)). C(expected_downtime_ms) is the downtime QEMU currently expects.
+  returned: success
+  type: dict
+  sample: {active: true, type: unbounded, operation: migration_out, time_elapsed_ms: 12000,
+           data_total: 2147483648, data_processed: 1800000000, data_remaining: 400000000, memory_iteration: 4,
+           memory_dirty_rate_pages: 25000, memory_page_size: 4096, memory_dirty_rate_bytes: 102400000,
+           memory_bps: 117000000, expected_downtime_ms: 310}
+last_job:
+  description: The job statistics just before the abort.
+  returned: when O(operation=abort) aborted a job
+  type: dict
+  sample: {active: true, type: unbounded, data_remaining: 400000000}
+settings:
+  description: Max downtime (ms) and bandwidth (MiB/s) as read back from libvirt (null when it cannot tell).
+  returned: success
+  type: dict
+  sample: {max_downtime: 500, bandwidth: 800}
+postcopy:
+  description: Whether the domain is in a post-copy phase (running or paused for post-copy, or post-copy failed).
+  returned: success
+  type: bool
+  sample: false
+running_on:
+  description:
+    - Where the domain is after an abort. C(source) and C(destination) hold C(present), C(state) and
+      C(persistent); C(destination) is null without O(dest_uri).
+    - C(hosts) lists the sides where it is active.
+  returned: when O(operation=abort)
+  type: dict
+  sample: {source: {present: true, state: running, persistent: true},
+           destination: {present: false, state: null, persistent: false}, hosts: [source]}
+message:
+  description: Explanation when there was nothing to do.
+  returned: when O(operation=abort) found no job
+  type: str
+  sample: no migration job was running
+error:
+  description: The failure, broken down (kind, operation, message, domain, URIs, libvirt's text and error code, hint).
+  returned: failure
+  type: dict
+  sample: {kind: job, operation: switch to post-copy, message: libvirt refused the operation, domain: vm1,
+           source_uri: "qemu:///system", dest_uri: null, libvirt_error: "Requested operation is not valid",
+           libvirt_error_code: 55, hint: "the migration must have been started with post_copy: true"}
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.virtops.migration.plugins.module_utils._argspec import (
+    migration_job_argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+    MigrationError,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._job import (
+    JobController,
+    JobRequest,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    LIBVIRT_LIBRARY_NAME,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=migration_job_argument_spec(),
+        required_one_of=[("name", "uuid")],
+        supports_check_mode=True,
+    )
+    if not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
+    try:
+        result = JobController(JobRequest.from_params(module.params), check_mode=module.check_mode).run()
+    except MigrationError as error:
+        module.fail_json(msg=str(error), **error.to_result())
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
