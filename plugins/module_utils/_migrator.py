@@ -231,12 +231,12 @@ class Migrator:
         if uuid is None:
             by_name = lookup_by_name(self.dest_conn, request.dest_name or request.name or "")
             uuid = by_name.UUIDString() if by_name is not None else None
+        if request.uuid is None and uuid is not None:
+            request.uuid = uuid
         dest_dom = lookup_by_uuid(self.dest_conn, uuid) if uuid else None
         self.state.source_dom, self.state.dest_dom = source_dom, dest_dom
         source = describe_domain(source_dom) if source_dom is not None else None
         dest = describe_domain(dest_dom) if dest_dom is not None else None
-        if source is not None and request.uuid is None:
-            request.uuid = source.uuid
         return Observed(source, dest, self.job_active(source_dom, source), self.name_owner(source, dest))
 
     def job_active(self, dom: Any, info: DomainInfo | None) -> bool:

@@ -573,6 +573,8 @@ class FakeConnection:
         return 1
 
     def lookupByUUIDString(self, uuid: str) -> FakeDomain:
+        if not isinstance(uuid, str):
+            raise TypeError("lookupByUUIDString() argument 1 must be str")
         dom = self.host.domains.get(uuid)
         if dom is None:
             raise no_domain(uuid)
