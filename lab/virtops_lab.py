@@ -1,0 +1,716 @@
+#!/usr/bin/env python3
+"""The lab: real Debian 12 hosts on this machine.
+
+Each host is a systemd-nspawn machine booted with systemd, running over a
+writable overlay on one shared read-only root that is cached outside the
+repository. The machines sit on a private bridge; the controller (this
+machine) holds the first address of the subnet, forwards their traffic to the
+package registries (DNS, HTTP, HTTPS only) and runs an apt cache for them.
+
+Every process of a machine lives in a cgroup named after the lab, so a crashed
+or killed run is found and cleaned by the next ``up`` or ``down`` without any
+state file: cgroups, mounts, bridges (tagged with an alias), NAT rules (tagged
+with a comment) and the /etc/hosts block are all discovered.
+
+Commands: ``up`` (idempotent: a healthy lab of the same topology is kept),
+``down`` (removes everything of the lab), ``status``, ``inventory``
+(prints the generated inventory's path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+LAB_DIR = Path(__file__).resolve().parent
+DEFAULT_TOPOLOGY = LAB_DIR / "topology.yml"
+LAB_GROUP_VARS = LAB_DIR / "inventory" / "group_vars"
+CACHE_ROOT = Path(os.environ.get("VIRTOPS_LAB_CACHE", "/var/cache/virtops-lab"))
+STATE_ROOT = Path(os.environ.get("VIRTOPS_LAB_STATE", "/var/lib/virtops-lab"))
+CGROUP_BASE = "virtops-lab"
+TAG = "virtops-lab"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SUITE = "bookworm"
+ROOT_PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "iproute2", "ca-certificates"]
+APT_CACHE_PORT = 3142
+BOOT_TIMEOUT = 90
+
+# Shell run inside the freshly debootstrapped root (chroot). Part of the root's
+# recipe: changing it changes the cache key, so the next `up` rebuilds the root.
+ROOT_CUSTOMIZATION = """
+set -eu
+cat > /etc/apt/sources.list <<EOF
+deb {mirror} {suite} main
+deb {mirror} {suite}-updates main
+deb http://deb.debian.org/debian-security {suite}-security main
+EOF
+rm -f /etc/ssh/ssh_host_*
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' > /etc/ssh/sshd_config.d/10-lab.conf
+systemctl enable systemd-networkd.service
+# Background apt runs would race the roles' own apt tasks for the dpkg lock.
+systemctl mask apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service
+getent group kvm >/dev/null || groupadd --system kvm
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+"""
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message says which and why."""
+
+
+@dataclass
+class Host:
+    name: str
+    address: str
+    groups: list[str]
+
+
+@dataclass
+class Topology:
+    name: str
+    subnet: ipaddress.IPv4Network
+    domain: str
+    hosts: list[Host]
+    source: str = ""
+
+    @property
+    def controller_address(self) -> str:
+        return str(next(self.subnet.hosts()))
+
+    @property
+    def bridge(self) -> str:
+        return f"{self.name}-br"
+
+    @property
+    def prefixlen(self) -> int:
+        return self.subnet.prefixlen
+
+    def machine(self, host: Host | str) -> str:
+        return f"{self.name}-{host if isinstance(host, str) else host.name}"
+
+    def fqdn(self, host: Host) -> str:
+        return f"{host.name}.{self.domain}"
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "subnet": str(self.subnet),
+            "domain": self.domain,
+            "hosts": [{"name": h.name, "address": h.address, "groups": h.groups} for h in self.hosts],
+        }
+
+
+@dataclass
+class Paths:
+    topology: Topology
+    state: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = STATE_ROOT / self.topology.name
+
+    def machine_dir(self, host_name: str) -> Path:
+        return self.state / "machines" / host_name
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state / "ssh" / "known_hosts"
+
+    @property
+    def inventory_dir(self) -> Path:
+        return self.state / "inventory"
+
+    @property
+    def record(self) -> Path:
+        return self.state / "lab.json"
+
+
+def log(message: str) -> None:
+    print(f"[lab] {message}", flush=True)
+
+
+def run(cmd: list[str], check: bool = True, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, text=True, capture_output=True, **kwargs)
+    if check and result.returncode != 0:
+        raise LabError(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr.strip()}")
+    if not quiet and result.returncode != 0:
+        log(f"note: {' '.join(cmd)} -> {result.stderr.strip()}")
+    return result
+
+
+# --------------------------------------------------------------------------- topology
+
+
+def load_topology(path: Path, only_hosts: list[str] | None, name: str | None, subnet: str | None) -> Topology:
+    data = yaml.safe_load(path.read_text())
+    hosts = [Host(h["name"], str(h["address"]), list(h.get("groups", []))) for h in data["hosts"]]
+    if only_hosts:
+        unknown = set(only_hosts) - {h.name for h in hosts}
+        if unknown:
+            raise LabError(f"--hosts names hosts that {path} does not define: {', '.join(sorted(unknown))}")
+        hosts = [h for h in hosts if h.name in only_hosts]
+    topology = Topology(
+        name=name or data["name"],
+        subnet=ipaddress.ip_network(subnet or data["subnet"]),
+        domain=data["domain"],
+        hosts=hosts,
+        source=str(path),
+    )
+    if subnet and subnet != data["subnet"]:
+        topology.hosts = _renumber(hosts, ipaddress.ip_network(data["subnet"]), topology.subnet)
+    validate_topology(topology)
+    return topology
+
+
+def _renumber(hosts: list[Host], old: ipaddress.IPv4Network, new: ipaddress.IPv4Network) -> list[Host]:
+    offset = int(new.network_address) - int(old.network_address)
+    return [Host(h.name, str(ipaddress.ip_address(int(ipaddress.ip_address(h.address)) + offset)), h.groups) for h in hosts]
+
+
+def validate_topology(topology: Topology) -> None:
+    if not topology.name.isalnum() or len(topology.name) > 6:
+        raise LabError(f"lab name {topology.name!r} must be alphanumeric and at most 6 characters")
+    seen: set[str] = {topology.controller_address}
+    for host in topology.hosts:
+        if ipaddress.ip_address(host.address) not in topology.subnet:
+            raise LabError(f"{host.name}: {host.address} is outside {topology.subnet}")
+        if host.address in seen:
+            raise LabError(f"{host.name}: address {host.address} is used twice (the controller has {topology.controller_address})")
+        seen.add(host.address)
+        if len(topology.machine(host)) > 12:
+            raise LabError(f"machine name {topology.machine(host)} is longer than 12 characters (interface names)")
+
+
+# --------------------------------------------------------------------------- root cache
+
+
+def root_recipe_key() -> str:
+    recipe = json.dumps([SUITE, DEBIAN_MIRROR, ROOT_PACKAGES, ROOT_CUSTOMIZATION])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:12]
+
+
+def root_path() -> Path:
+    return CACHE_ROOT / "rootfs" / f"{SUITE}-{root_recipe_key()}"
+
+
+def ensure_root() -> Path:
+    root = root_path()
+    if (root / ".virtops-lab-root").exists():
+        return root
+    building = root.with_name(root.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building the machine root {root} (debootstrap, about a minute)")
+    started = time.monotonic()
+    run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOT_PACKAGES)}", SUITE, str(building), DEBIAN_MIRROR])
+    script = ROOT_CUSTOMIZATION.format(mirror=DEBIAN_MIRROR, suite=SUITE)
+    run(["chroot", str(building), "/bin/sh", "-c", script])
+    (building / ".virtops-lab-root").write_text(root_recipe_key() + "\n")
+    building.rename(root)
+    log(f"root built in {time.monotonic() - started:.0f} s")
+    return root
+
+
+def root_kvm_gid(root: Path) -> int:
+    for line in (root / "etc" / "group").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == "kvm":
+            return int(fields[2])
+    raise LabError(f"{root} has no kvm group")
+
+
+# --------------------------------------------------------------------------- discovery and cleanup
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """The cgroup trees used to track lab processes (v1 named systemd + unified, or pure v2)."""
+    base = Path("/sys/fs/cgroup")
+    if (base / "cgroup.controllers").exists():
+        return [base]
+    return [p for p in (base / "systemd", base / "unified") if (p / "cgroup.procs").exists()]
+
+
+def lab_cgroup(hierarchy: Path, lab: str, host: str | None = None) -> Path:
+    path = hierarchy / CGROUP_BASE / lab
+    return path / host if host else path
+
+
+def cgroup_pids(path: Path) -> set[int]:
+    pids: set[int] = set()
+    if not path.exists():
+        return pids
+    for procs in path.rglob("cgroup.procs"):
+        try:
+            pids.update(int(p) for p in procs.read_text().split())
+        except OSError:
+            continue
+    return pids
+
+
+def kill_cgroup_tree(lab: str) -> None:
+    """SIGKILL every process of a lab until none is left, then remove its cgroups."""
+    trees = [lab_cgroup(h, lab) for h in cgroup_hierarchies()]
+    deadline = time.monotonic() + 30
+    while pids := set().union(*(cgroup_pids(tree) for tree in trees)):
+        if time.monotonic() > deadline:
+            raise LabError(f"processes {sorted(pids)} of lab {lab} survive SIGKILL")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    for tree in trees:
+        remove_cgroup_dirs(tree)
+
+
+def remove_cgroup_dirs(path: Path) -> None:
+    if not path.exists():
+        return
+    for directory in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        directory.rmdir()
+    path.rmdir()
+
+
+def known_labs() -> set[str]:
+    """Every lab name that left a trace: state dir, cgroup, tagged bridge or NAT rule."""
+    names: set[str] = set()
+    if STATE_ROOT.exists():
+        names |= {p.name for p in STATE_ROOT.iterdir() if p.is_dir()}
+    for hierarchy in cgroup_hierarchies():
+        base = hierarchy / CGROUP_BASE
+        if base.exists():
+            names |= {p.name for p in base.iterdir() if p.is_dir()}
+    names |= set(tagged_bridges())
+    for table in ("nat", "filter"):
+        for rule in run(["iptables", "-t", table, "-S"], check=False, quiet=True).stdout.splitlines():
+            if f'"{TAG}:' in rule or f"{TAG}:" in rule:
+                names.add(rule.split(f"{TAG}:", 1)[1].split('"')[0].split()[0])
+    return names
+
+
+def tagged_bridges() -> dict[str, str]:
+    """Lab name -> bridge, for every link whose alias marks it as a lab bridge."""
+    found: dict[str, str] = {}
+    links = json.loads(run(["ip", "-j", "-d", "link", "show"], quiet=True).stdout or "[]")
+    for link in links:
+        alias = link.get("ifalias", "")
+        if alias.startswith(f"{TAG}:"):
+            found[alias.split(":", 1)[1]] = link["ifname"]
+    return found
+
+
+def lab_mounts(state: Path) -> list[str]:
+    mounts = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        mount_point = line.split()[4].replace("\\040", " ")
+        if mount_point == str(state) or mount_point.startswith(f"{state}/"):
+            mounts.append(mount_point)
+    return sorted(mounts, key=len, reverse=True)
+
+
+def remove_nat_rules(lab: str) -> None:
+    for table in ("nat", "filter"):
+        for rule in run(["iptables", "-t", table, "-S"], quiet=True).stdout.splitlines():
+            if rule.startswith("-A ") and f"{TAG}:{lab}" in rule:
+                args = rule.split()
+                args[0] = "-D"
+                # iptables -S quotes comments; the shell would strip those quotes.
+                run(["iptables", "-t", table, *[a.strip('"') for a in args]])
+
+
+def hosts_file_block_markers(lab: str) -> tuple[str, str]:
+    return f"# BEGIN {TAG} {lab}", f"# END {TAG} {lab}"
+
+
+def write_hosts_file_block(lab: str, lines: list[str]) -> None:
+    begin, end = hosts_file_block_markers(lab)
+    hosts_file = Path("/etc/hosts")
+    kept, inside = [], False
+    for line in hosts_file.read_text().splitlines():
+        if line == begin:
+            inside = True
+        elif line == end:
+            inside = False
+        elif not inside:
+            kept.append(line)
+    block = [begin, *lines, end] if lines else []
+    hosts_file.write_text("\n".join(kept + block) + "\n")
+
+
+def teardown(lab: str) -> None:
+    """Remove every trace of one lab, whatever state a crash left it in."""
+    state = STATE_ROOT / lab
+    kill_cgroup_tree(lab)
+    for mount_point in lab_mounts(state):
+        if run(["umount", mount_point], check=False, quiet=True).returncode != 0:
+            run(["umount", "-l", mount_point], quiet=True)
+    bridge = tagged_bridges().get(lab)
+    if bridge:
+        run(["ip", "link", "delete", bridge])
+    for link in json.loads(run(["ip", "-j", "link", "show"], quiet=True).stdout or "[]"):
+        if link["ifname"].startswith(f"vb-{lab}-"):
+            run(["ip", "link", "delete", link["ifname"]], check=False)
+    remove_nat_rules(lab)
+    write_hosts_file_block(lab, [])
+    if state.exists():
+        shutil.rmtree(state)
+
+
+# --------------------------------------------------------------------------- apt cache
+
+
+def start_apt_cache(topology: Topology) -> None:
+    """An apt-cacher-ng for the lab on the controller address: packages are fetched once."""
+    cache_dir = CACHE_ROOT / "apt-cache" / topology.name
+    log_dir = cache_dir / "log"
+    config_dir = CACHE_ROOT / "apt-cache" / f"{topology.name}.conf"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    config_dir.mkdir(exist_ok=True)
+    # A minimal configuration: the packaged one remaps Debian mirrors through lists
+    # that do not resolve here. Pass-through caching is all the lab needs.
+    (config_dir / "acng.conf").write_text("ExThreshold: 30\n")
+    shutil.chown(cache_dir, "apt-cacher-ng", "apt-cacher-ng")
+    shutil.chown(log_dir, "apt-cacher-ng", "apt-cacher-ng")
+    cmd = [
+        "setpriv", "--reuid=apt-cacher-ng", "--regid=apt-cacher-ng", "--init-groups",
+        "apt-cacher-ng", "-c", str(config_dir), "ForeGround=1",
+        f"BindAddress={topology.controller_address}", f"Port={APT_CACHE_PORT}",
+        f"CacheDir={cache_dir}", f"LogDir={log_dir}", "PidFile=", "SocketPath=",
+    ]
+    spawn_in_cgroup(cmd, topology.name, "apt-cache", log_dir / "stdout.log")
+    wait_for_port(topology.controller_address, APT_CACHE_PORT, 15, "apt cache")
+
+
+# --------------------------------------------------------------------------- machines
+
+
+def spawn_in_cgroup(cmd: list[str], lab: str, unit: str, log_path: Path) -> subprocess.Popen:
+    cgroups = [lab_cgroup(h, lab, unit) for h in cgroup_hierarchies()]
+    for path in cgroups:
+        path.mkdir(parents=True, exist_ok=True)
+
+    def enter_cgroup() -> None:
+        os.setsid()
+        for path in cgroups:
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                                preexec_fn=enter_cgroup, close_fds=True)
+
+
+def new_machine_id() -> str:
+    return os.urandom(16).hex()
+
+
+def prepare_machine(topology: Topology, paths: Paths, root: Path, host: Host, public_key: str) -> Path:
+    machine = paths.machine_dir(host.name)
+    upper, work, merged = machine / "upper", machine / "work", machine / "merged"
+    for directory in (upper, work, merged):
+        directory.mkdir(parents=True, exist_ok=True)
+    run(["mount", "-t", "overlay", f"{TAG}-{topology.machine(host)}", "-o",
+         f"lowerdir={root},upperdir={upper},workdir={work}", str(merged)])
+    etc = merged / "etc"
+    (etc / "machine-id").write_text(new_machine_id() + "\n")
+    (etc / "hostname").write_text(host.name + "\n")
+    (etc / "hosts").write_text(machine_hosts_file(topology))
+    (etc / "resolv.conf").write_text(resolv_conf())
+    network = etc / "systemd" / "network"
+    network.mkdir(parents=True, exist_ok=True)
+    (network / "10-lab-host0.network").write_text(
+        "[Match]\nName=host0\n\n[Network]\n"
+        f"Address={host.address}/{topology.prefixlen}\nGateway={topology.controller_address}\n"
+        "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+    )
+    (etc / "apt" / "apt.conf.d" / "01lab-proxy").write_text(
+        f'Acquire::http::Proxy "http://{topology.controller_address}:{APT_CACHE_PORT}";\n'
+    )
+    ssh_dir = merged / "root" / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "authorized_keys").write_text(public_key)
+    (ssh_dir / "authorized_keys").chmod(0o600)
+    host_key = etc / "ssh" / "ssh_host_ed25519_key"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{host.name}", "-f", str(host_key)])
+    return merged
+
+
+def machine_hosts_file(topology: Topology) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
+    lines += [f"{address}\t{names}" for address, names in lab_name_table(topology)]
+    return "\n".join(lines) + "\n"
+
+
+def lab_name_table(topology: Topology) -> list[tuple[str, str]]:
+    table = [(topology.controller_address, f"controller.{topology.domain} controller")]
+    table += [(h.address, f"{topology.fqdn(h)} {h.name}") for h in topology.hosts]
+    return table
+
+
+def resolv_conf() -> str:
+    servers = [line.split()[1] for line in Path("/etc/resolv.conf").read_text().splitlines()
+               if line.startswith("nameserver") and not line.split()[1].startswith("127.")]
+    return "".join(f"nameserver {s}\n" for s in servers)
+
+
+def boot_machine(topology: Topology, paths: Paths, host: Host, merged: Path, kvm: bool) -> None:
+    cmd = [
+        "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
+        "-D", str(merged), "-M", topology.machine(host),
+        f"--network-bridge={topology.bridge}", "--resolv-conf=off", "--timezone=off",
+        "--link-journal=no", "--console=read-only",
+    ]
+    if kvm:
+        cmd.append("--bind=/dev/kvm")
+    spawn_in_cgroup(cmd, topology.name, host.name, paths.machine_dir(host.name) / "console.log")
+
+
+def setup_network(topology: Topology) -> None:
+    bridge = topology.bridge
+    run(["ip", "link", "add", bridge, "type", "bridge"])
+    run(["ip", "link", "set", bridge, "alias", f"{TAG}:{topology.name}"])
+    run(["ip", "addr", "add", f"{topology.controller_address}/{topology.prefixlen}", "dev", bridge])
+    run(["ip", "link", "set", bridge, "up"])
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    uplink = default_route_interface()
+    comment = ["-m", "comment", "--comment", f"{TAG}:{topology.name}"]
+    subnet = str(topology.subnet)
+    run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", subnet, "!", "-d", subnet, "-o", uplink, "-j", "MASQUERADE", *comment])
+    # Inserted at the top in reverse order: lab to lab, replies, then DNS/HTTP(S) out only.
+    forward_rules = [
+        ["-i", bridge, "-j", "DROP"],
+        ["-i", bridge, "-o", uplink, "-p", "tcp", "-m", "multiport", "--dports", "80,443", "-j", "ACCEPT"],
+        ["-i", bridge, "-o", uplink, "-p", "tcp", "--dport", "53", "-j", "ACCEPT"],
+        ["-i", bridge, "-o", uplink, "-p", "udp", "--dport", "53", "-j", "ACCEPT"],
+        ["-o", bridge, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+        ["-i", bridge, "-o", bridge, "-j", "ACCEPT"],
+    ]
+    for rule in forward_rules:
+        run(["iptables", "-I", "FORWARD", "1", *rule, *comment])
+
+
+def default_route_interface() -> str:
+    routes = json.loads(run(["ip", "-j", "route", "show", "default"]).stdout or "[]")
+    if not routes:
+        raise LabError("this machine has no default route: the lab cannot reach the package registries")
+    return routes[0]["dev"]
+
+
+def setup_ssh(paths: Paths) -> str:
+    paths.ssh_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not paths.ssh_key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "virtops-lab-controller", "-f", str(paths.ssh_key)])
+    return paths.ssh_key.with_suffix(".pub").read_text()
+
+
+def write_known_hosts(topology: Topology, paths: Paths) -> None:
+    lines = []
+    for host in topology.hosts:
+        pub = (paths.machine_dir(host.name) / "merged" / "etc" / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()
+        lines.append(f"{host.name},{topology.fqdn(host)},{host.address} {pub[0]} {pub[1]}")
+    paths.known_hosts.write_text("\n".join(lines) + "\n")
+
+
+def ssh_base_args(paths: Paths) -> list[str]:
+    return [
+        "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
+    ]
+
+
+def ssh(paths: Paths, host: Host, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["ssh", *ssh_base_args(paths), f"root@{host.address}", command],
+                          text=True, capture_output=True, timeout=timeout)
+
+
+def wait_for_port(address: str, port: int, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise LabError(f"{what} did not open {address}:{port} within {timeout:.0f} s")
+
+
+def wait_until_booted(topology: Topology, paths: Paths, host: Host) -> str:
+    try:
+        wait_for_port(host.address, 22, BOOT_TIMEOUT, f"{host.name} sshd")
+    except LabError as error:
+        console = (paths.machine_dir(host.name) / "console.log").read_text(errors="replace")[-3000:]
+        raise LabError(f"{error}\n--- {host.name} console (tail) ---\n{console}") from None
+    result = ssh(paths, host, "systemctl is-system-running --wait", timeout=BOOT_TIMEOUT)
+    state = result.stdout.strip()
+    if state not in ("running", "degraded"):
+        raise LabError(f"{host.name}: systemd reports {state!r}: {result.stderr.strip()}")
+    return state
+
+
+def write_inventory(topology: Topology, paths: Paths) -> Path:
+    inventory = paths.inventory_dir
+    inventory.mkdir(parents=True, exist_ok=True)
+    groups: dict[str, dict] = {}
+    for host in topology.hosts:
+        for group in host.groups:
+            groups.setdefault(group, {"hosts": {}})["hosts"][host.name] = {
+                "ansible_host": host.address,
+                "virtops_lab_fqdn": topology.fqdn(host),
+            }
+    ssh_args = f"-o UserKnownHostsFile={paths.known_hosts} -o StrictHostKeyChecking=yes"
+    data = {
+        "all": {
+            "vars": {
+                "ansible_user": "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_ssh_private_key_file": str(paths.ssh_key),
+                "ansible_ssh_common_args": ssh_args,
+                "virtops_lab_name": topology.name,
+                "virtops_lab_domain": topology.domain,
+                "virtops_lab_subnet": str(topology.subnet),
+                "virtops_lab_controller_address": topology.controller_address,
+            },
+            "children": groups,
+        }
+    }
+    (inventory / "hosts.yml").write_text("# Generated by lab/virtops_lab.py up: do not edit.\n" + yaml.safe_dump(data, sort_keys=False))
+    group_vars = inventory / "group_vars"
+    if group_vars.is_symlink() or group_vars.exists():
+        group_vars.unlink()
+    if LAB_GROUP_VARS.exists():
+        group_vars.symlink_to(LAB_GROUP_VARS, target_is_directory=True)
+    return inventory
+
+
+def prepare_kvm(root: Path) -> bool:
+    """Give the machines /dev/kvm, owned by the root's kvm group, 0660 (LAB.md). Guests still default to TCG."""
+    kvm = Path("/dev/kvm")
+    if not kvm.exists():
+        return False
+    os.chown(kvm, 0, root_kvm_gid(root))
+    kvm.chmod(0o660)
+    return True
+
+
+def lab_is_healthy(topology: Topology, paths: Paths) -> bool:
+    if not paths.record.exists():
+        return False
+    if json.loads(paths.record.read_text()).get("topology") != topology.as_dict():
+        return False
+    for host in topology.hosts:
+        if not cgroup_pids(lab_cgroup(cgroup_hierarchies()[0], topology.name, host.name)):
+            return False
+        try:
+            if ssh(paths, host, "true", timeout=10).returncode != 0:
+                return False
+        except subprocess.TimeoutExpired:
+            return False
+    return True
+
+
+def up(topology: Topology, recreate: bool) -> None:
+    started = time.monotonic()
+    paths = Paths(topology)
+    if not recreate and lab_is_healthy(topology, paths):
+        write_inventory(topology, paths)
+        log(f"lab {topology.name} is already up and healthy; inventory: {paths.inventory_dir}")
+        return
+    if topology.name in known_labs():
+        log(f"removing what lab {topology.name} left behind")
+        teardown(topology.name)
+    root = ensure_root()
+    kvm = prepare_kvm(root)
+    paths.state.mkdir(parents=True, exist_ok=True)
+    public_key = setup_ssh(paths)
+    setup_network(topology)
+    start_apt_cache(topology)
+    write_hosts_file_block(topology.name, [f"{a}\t{n}" for a, n in lab_name_table(topology)])
+    for host in topology.hosts:
+        merged = prepare_machine(topology, paths, root, host, public_key)
+        boot_machine(topology, paths, host, merged, kvm)
+    write_known_hosts(topology, paths)
+    states = {host.name: wait_until_booted(topology, paths, host) for host in topology.hosts}
+    inventory = write_inventory(topology, paths)
+    paths.record.write_text(json.dumps({"topology": topology.as_dict(), "root": str(root), "kvm": kvm}, indent=2))
+    log(f"lab {topology.name} up in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{n} ({s})" for n, s in states.items()))
+    log(f"inventory: {inventory}")
+
+
+def down(names: list[str]) -> None:
+    for lab in names:
+        teardown(lab)
+        log(f"lab {lab} is down; nothing of it is left")
+
+
+def status(topology: Topology) -> int:
+    paths = Paths(topology)
+    healthy = True
+    bridge = tagged_bridges().get(topology.name)
+    print(f"lab {topology.name}: bridge {bridge or 'absent'}, state {paths.state if paths.state.exists() else 'absent'}")
+    for host in topology.hosts:
+        pids = cgroup_pids(lab_cgroup(cgroup_hierarchies()[0], topology.name, host.name))
+        reachable = "-"
+        if pids:
+            try:
+                result = ssh(paths, host, "systemctl is-system-running", timeout=10)
+                reachable = result.stdout.strip() or result.stderr.strip()
+            except subprocess.TimeoutExpired:
+                reachable = "ssh timeout"
+        up_ok = bool(pids) and reachable in ("running", "degraded")
+        healthy &= up_ok
+        print(f"  {host.name:<6} {host.address:<15} processes {len(pids):>4}  systemd {reachable}")
+    return 0 if healthy else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status", "inventory"])
+    parser.add_argument("--topology", type=Path, default=Path(os.environ.get("VIRTOPS_LAB_TOPOLOGY", DEFAULT_TOPOLOGY)))
+    parser.add_argument("--hosts", help="comma-separated subset of the topology's hosts")
+    parser.add_argument("--name", default=os.environ.get("VIRTOPS_LAB_NAME"), help="lab name (overrides the topology's)")
+    parser.add_argument("--subnet", default=os.environ.get("VIRTOPS_LAB_SUBNET"), help="lab subnet (renumbers the hosts)")
+    parser.add_argument("--recreate", action="store_true", help="up: rebuild the machines even if the lab is healthy")
+    parser.add_argument("--all", action="store_true", help="down: remove every lab found on this machine")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the lab needs root (bridges, mounts, nspawn)", file=sys.stderr)
+        return 2
+    try:
+        hosts = [h for h in (args.hosts or "").split(",") if h]
+        topology = load_topology(args.topology, hosts, args.name, args.subnet)
+        if args.command == "up":
+            up(topology, args.recreate)
+        elif args.command == "down":
+            down(sorted(known_labs()) if args.all else [topology.name])
+        elif args.command == "status":
+            return status(topology)
+        else:
+            print(Paths(topology).inventory_dir)
+    except LabError as error:
+        print(f"[lab] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
