@@ -149,7 +149,7 @@ def log(message: str) -> None:
 
 
 def run(cmd: list[str], check: bool = True, quiet: bool = False, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, text=True, capture_output=True, **kwargs)
+    result = subprocess.run(cmd, check=False, text=True, capture_output=True, **kwargs)
     if check and result.returncode != 0:
         raise LabError(f"command failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr.strip()}")
     if not quiet and result.returncode != 0:
@@ -416,7 +416,7 @@ def spawn_in_cgroup(cmd: list[str], lab: str, unit: str, log_path: Path) -> subp
 
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                preexec_fn=enter_cgroup, close_fds=True)
+                                preexec_fn=enter_cgroup, close_fds=True)  # noqa: PLW1509 - single-threaded CLI
 
 
 def new_machine_id() -> str:
@@ -538,7 +538,7 @@ def ssh_base_args(paths: Paths) -> list[str]:
 
 
 def ssh(paths: Paths, host: Host, command: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(["ssh", *ssh_base_args(paths), f"root@{host.address}", command],
+    return subprocess.run(["ssh", *ssh_base_args(paths), f"root@{host.address}", command], check=False,
                           text=True, capture_output=True, timeout=timeout)
 
 
