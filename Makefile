@@ -82,6 +82,7 @@ test: setup
 lint: setup
 	ruff check plugins tests lab
 	ansible-lint --offline --profile production
+	antsibull-changelog lint
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>/ and its
 # pip bootstrap from an unreachable host: copy the tree, give it the offline stand-in.
