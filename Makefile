@@ -85,10 +85,12 @@ lint: setup
 	antsibull-changelog lint
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>/ and its
-# pip bootstrap from an unreachable host: copy the tree, give it the offline stand-in.
+# pip bootstrap from an unreachable host: copy the tree (a git repository of its own,
+# since ansible-test lists files with git), give it the offline stand-in.
 sanity: setup
 	@rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
 	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_TREE)/
+	@cd $(SANITY_TREE) && git init -q && git add -A
 	@mkdir -p $$HOME/.ansible/test/cache
 	@cp tests/sanity/offline_get_pip.py $$HOME/.ansible/test/cache/get_pip_24_2.py
 	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab: real Debian 12 hosts on this machine.
 
 Each host is a systemd-nspawn machine booted with systemd, running over a
@@ -683,7 +682,7 @@ def status(topology: Topology) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("command", choices=["up", "down", "status", "inventory"])
     parser.add_argument("--topology", type=Path, default=Path(os.environ.get("VIRTOPS_LAB_TOPOLOGY", DEFAULT_TOPOLOGY)))
     parser.add_argument("--hosts", help="comma-separated subset of the topology's hosts")

@@ -105,7 +105,7 @@ def parse_uri(uri: str, option: str = "uri") -> LibvirtURI:
             f"{option} {uri!r} is malformed: no driver[+transport]:// scheme",
             hint="for example qemu+tls://hv2.example.com/system",
         )
-    driver, _, transport = parts.scheme.partition("+")
+    driver, _plus, transport = parts.scheme.partition("+")
     if driver not in SUPPORTED_DRIVERS:
         raise ValidationError(
             f"validate {option}",

@@ -168,8 +168,8 @@ class JobController:
             self.conn = self.connect(self.request.uri, "source", **self.request.context())
             self.dom = find_domain(self.conn, self.request.name, self.request.uuid)
             if self.dom is None:
-                raise DomainNotFound("look up domain", "Domain not found: no domain with matching {} on {}".format(f"uuid '{self.request.uuid}'" if self.request.uuid
-                                        else f"name '{self.request.name}'", self.request.uri),
+                wanted = f"uuid '{self.request.uuid}'" if self.request.uuid else f"name '{self.request.name}'"
+                raise DomainNotFound("look up domain", f"Domain not found: no domain with matching {wanted} on {self.request.uri}",
                                      hint="point uri at the host the migration runs from", **self.request.context())
             handler = getattr(self, "op_" + self.request.operation)
             result = handler()
@@ -272,7 +272,8 @@ class JobController:
             if not job["active"]:
                 return job
             if self.clock() >= deadline:
-                raise JobError("abort", f"the job was still running {self.request.wait_timeout:g}s after the abort request", hint="check the domain's job with virsh domjobinfo",
+                raise JobError("abort", f"the job was still running {self.request.wait_timeout:g}s after the abort request",
+                               hint="check the domain's job with virsh domjobinfo",
                                **self.request.context())
             self.sleep(self.poll_seconds)
 

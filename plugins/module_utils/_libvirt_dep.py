@@ -17,7 +17,7 @@ from __future__ import annotations
 import traceback
 
 try:
-    import libvirt
+    import libvirt  # pylint: disable=unused-import  # re-exported: modules import it from here
 except ImportError:
     libvirt = None
     HAS_LIBVIRT = False

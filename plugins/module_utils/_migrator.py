@@ -280,7 +280,8 @@ class Migrator:
     def make_plan(self, dom: Any, copied: list[str]) -> Plan:
         flags = migration_flags(self.request)
         decision = self.state.decision
-        assert decision is not None
+        if not (decision is not None):
+            raise AssertionError("internal state: expected decision is not None")
         if MIGRATE_PAUSED in decision.actions:
             flags |= libvirt.VIR_MIGRATE_PAUSED
         if POSTCOPY_RESUME in decision.actions:
@@ -293,7 +294,8 @@ class Migrator:
 
     def act(self) -> None:
         decision = self.state.decision
-        assert decision is not None
+        if not (decision is not None):
+            raise AssertionError("internal state: expected decision is not None")
         with self.phase("migrate"):
             for action in decision.actions:
                 self.do(action)
@@ -432,7 +434,8 @@ class Migrator:
 
     def recover_failed(self, outcome: MonitorOutcome) -> None:
         error = outcome.error
-        assert error is not None
+        if not (error is not None):
+            raise AssertionError("internal state: expected error is not None")
         self.abort_if_running()
         source, dest = self.refresh_source(), self.refresh_dest()
         if dest is not None and dest.active and dest.state != PAUSED and (source is None or not source.active):
@@ -495,7 +498,8 @@ class Migrator:
         source, dest = self.refresh_source(), self.refresh_dest()
         after = placement(Observed(source, dest))
         decision = self.state.decision
-        assert decision is not None
+        if not (decision is not None):
+            raise AssertionError("internal state: expected decision is not None")
         if decision.migrates:
             offline = MIGRATE_OFFLINE in decision.actions
             if dest is None or (not offline and not dest.active):
@@ -529,7 +533,8 @@ class Migrator:
     def result(self) -> dict[str, Any]:
         state, request = self.state, self.request
         observed, decision = state.observed, state.decision
-        assert observed is not None and decision is not None
+        if not (observed is not None and decision is not None):
+            raise AssertionError("internal state: expected observed is not None and decision is not None")
         before = placement(observed)
         after = state.placement_after or predicted_placement(request, observed, decision)
         name = (observed.source or observed.destination).name  # type: ignore[union-attr]

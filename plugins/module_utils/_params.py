@@ -317,7 +317,9 @@ def validate_against_domain(request: MigrationRequest, source: DomainInfo, guest
         unknown = [target for target in request.migrate_disks if target not in known]
         if unknown:
             raise ValidationError(
-                "validate options", "migrate_disks names disks the domain does not have: {} (it has {})".format(", ".join(unknown), ", ".join(sorted(known)) or "none"), **context)
+                "validate options",
+                "migrate_disks names disks the domain does not have: {} (it has {})".format(", ".join(unknown), ", ".join(sorted(known)) or "none"),
+                **context)
 
 
 # ---------------------------------------------------------------------------

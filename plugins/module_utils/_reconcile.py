@@ -101,7 +101,8 @@ def _describe(info: DomainInfo) -> str:
 
 def _both_active(request: MigrationRequest, observed: Observed) -> Reconciliation:
     source, dest = observed.source, observed.destination
-    assert source is not None and dest is not None
+    if not (source is not None and dest is not None):
+        raise AssertionError("internal state: expected source is not None and dest is not None")
     if source.reason == "postcopy_failed" and dest.postcopy_state:
         if request.post_copy:
             return Reconciliation(
@@ -149,7 +150,8 @@ def _source_active(request: MigrationRequest, source: DomainInfo) -> Reconciliat
 
 def _dest_active(request: MigrationRequest, observed: Observed) -> Reconciliation:
     source, dest = observed.source, observed.destination
-    assert dest is not None
+    if not (dest is not None):
+        raise AssertionError("internal state: expected dest is not None")
     actions: list[str] = []
     reasons: list[str] = []
     warnings: list[str] = []
@@ -197,7 +199,8 @@ def _none_active(request: MigrationRequest, observed: Observed) -> Reconciliatio
             return Reconciliation([UNDEFINE_SOURCE], True, "defined (shut off) on both hosts: undefining "
                                   "the source's definition (undefine_source: true)")
         return Reconciliation([], False, "defined (shut off) on both hosts; undefine_source: false keeps both")
-    assert dest is not None
+    if not (dest is not None):
+        raise AssertionError("internal state: expected dest is not None")
     warnings = []
     if request.live:
         warnings.append("domain is defined on the destination but shut off; this module does not start it")
@@ -223,7 +226,8 @@ def reconcile(request: MigrationRequest, observed: Observed) -> Reconciliation:
     if source_active and dest_active:
         return _both_active(request, observed)
     if source_active:
-        assert source is not None
+        if not (source is not None):
+            raise AssertionError("internal state: expected source is not None")
         return _source_active(request, source)
     if dest_active:
         return _dest_active(request, observed)

@@ -29,7 +29,7 @@ description:
     the module defines it on the destination and never undefines the source; the next run removes
     the source's leftover definition.
 author:
-  - virtops.migration maintainers
+  - virtops.migration maintainers (@virtops)
 requirements:
   - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
 extends_documentation_fragment:

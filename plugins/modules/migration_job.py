@@ -16,7 +16,7 @@ description:
   - Values set with V(tune) are read back from libvirt (C(virDomainMigrateGetMaxDowntime),
     C(virDomainMigrateGetMaxSpeed)) and returned in RV(settings).
 author:
-  - virtops.migration maintainers
+  - virtops.migration maintainers (@virtops)
 requirements:
   - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
 extends_documentation_fragment:
@@ -26,7 +26,7 @@ attributes:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
     details:
-      - In check mode nothing is sent to libvirt; RV(changed) says whether the operation would act.
+      - In check mode nothing is sent to libvirt; C(changed) says whether the operation would act.
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: partial

@@ -78,5 +78,3 @@ class Lab:
         result = subprocess.run(command, check=False, text=True, capture_output=True, env=self.ansible_env(), timeout=600)
         report = json.loads(result.stdout)
         return report["plays"][0]["tasks"][0]["hosts"]
-
-

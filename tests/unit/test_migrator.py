@@ -30,7 +30,7 @@ def make(world, check_mode=False, fs_types=None, **params):
     request = MigrationRequest.from_params(values)
     fs_types = fs_types or {}
     return Migrator(request, check_mode=check_mode, clock=world.clock, wait=world.wait,
-                    fs_type_of=lambda path: fs_types.get(path), resolves_locally=lambda host: False)
+                    fs_type_of=fs_types.get, resolves_locally=lambda host: False)
 
 
 def hv1(world):
@@ -379,8 +379,8 @@ def test_never_converging_is_aborted_and_source_keeps_running(world):
 
 def test_stall_triggers_postcopy(world):
     dom = running_vm(world, script=never_converging())
-    result = make(world, post_copy=True, convergence={"on_timeout": "postcopy", "progress_timeout": 3,
-                                                       "downtime_steps": 0}).run()
+    convergence = {"on_timeout": "postcopy", "progress_timeout": 3, "downtime_steps": 0}
+    result = make(world, post_copy=True, convergence=convergence).run()
     assert [a["action"] for a in result["policy_actions"]] == ["postcopy"]
     assert "no progress for 3s" in result["policy_actions"][0]["reason"]
     assert "VIR_MIGRATE_POSTCOPY" in result["flags"]
