@@ -98,8 +98,10 @@ sanity: setup
 unit: setup
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
+# The lab stays up while the tests run and is taken down after them (guests use CPU).
 integration: setup
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider
+	$(PY) -m pytest tests/integration -v -p no:cacheprovider; status=$$?; \
+	$(LAB) down --name $(LAB_NAME); exit $$status
 
 molecule: setup
 	@for scenario in $$(ls -d molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \

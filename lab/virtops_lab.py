@@ -265,11 +265,14 @@ def cgroup_pids(path: Path) -> set[int]:
     return pids
 
 
+def lab_processes(lab: str) -> set[int]:
+    return set().union(*(cgroup_pids(lab_cgroup(h, lab)) for h in cgroup_hierarchies()))
+
+
 def kill_cgroup_tree(lab: str) -> None:
     """SIGKILL every process of a lab until none is left, then remove its cgroups."""
-    trees = [lab_cgroup(h, lab) for h in cgroup_hierarchies()]
     deadline = time.monotonic() + 30
-    while pids := set().union(*(cgroup_pids(tree) for tree in trees)):
+    while pids := lab_processes(lab):
         if time.monotonic() > deadline:
             raise LabError(f"processes {sorted(pids)} of lab {lab} survive SIGKILL")
         for pid in pids:
@@ -278,8 +281,8 @@ def kill_cgroup_tree(lab: str) -> None:
             except ProcessLookupError:
                 pass
         time.sleep(0.2)
-    for tree in trees:
-        remove_cgroup_dirs(tree)
+    for hierarchy in cgroup_hierarchies():
+        remove_cgroup_dirs(lab_cgroup(hierarchy, lab))
 
 
 def remove_cgroup_dirs(path: Path) -> None:
@@ -352,8 +355,9 @@ def write_hosts_file_block(lab: str, lines: list[str]) -> None:
             inside = False
         elif not inside:
             kept.append(line)
+    # The newest lab's block goes first: on the controller its names win.
     block = [begin, *lines, end] if lines else []
-    hosts_file.write_text("\n".join(kept + block) + "\n")
+    hosts_file.write_text("\n".join(block + kept) + "\n")
 
 
 def teardown(lab: str) -> None:
@@ -633,9 +637,15 @@ def up(topology: Topology, recreate: bool) -> None:
         write_inventory(topology, paths)
         log(f"lab {topology.name} is already up and healthy; inventory: {paths.inventory_dir}")
         return
-    if topology.name in known_labs():
-        log(f"removing what lab {topology.name} left behind")
-        teardown(topology.name)
+    for lab in sorted(known_labs()):
+        if lab == topology.name:
+            log(f"removing what lab {lab} left behind")
+            teardown(lab)
+        elif not lab_processes(lab):
+            log(f"removing the leftovers of lab {lab} (none of its processes is alive)")
+            teardown(lab)
+        else:
+            log(f"note: lab {lab} is running too; on this machine, names it shares with {topology.name} resolve to {topology.name}")
     root = ensure_root()
     kvm = prepare_kvm(root)
     paths.state.mkdir(parents=True, exist_ok=True)
