@@ -217,14 +217,18 @@ def check_host_uuid(ctx: PreflightContext) -> CheckResult:
 
 
 def check_cpu(ctx: PreflightContext) -> CheckResult:
-    guest = ctx.guest
+    return compare_guest_cpu(ctx.dest_conn, ctx.guest)
+
+
+def compare_guest_cpu(dest_conn: Any, guest: GuestSpec) -> CheckResult:
+    """Can the hypervisor behind ``dest_conn`` run the guest's CPU? (also used by evacuate's placement)"""
     if not guest.cpu_xml:
         return CheckResult("cpu", WARNING, "the domain XML has no <cpu> element; nothing to compare")
     if guest.cpu_mode == "host-passthrough":
         return CheckResult("cpu", WARNING, "host-passthrough CPU cannot be compared: the destination "
                            "needs an identical host CPU and microcode")
     try:
-        verdict = ctx.dest_conn.compareHypervisorCPU(
+        verdict = dest_conn.compareHypervisorCPU(
             guest.emulator, guest.arch, guest.machine, guest.virt_type, guest.cpu_xml, 0)
     except libvirt.libvirtError as exc:
         if libvirt_error_code(exc) in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED):
