@@ -48,6 +48,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     libvirt_error_code,
     libvirt_error_text,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._job import (
+    job_type_name,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep import (
     libvirt,
 )
@@ -136,10 +139,8 @@ def undefine_flags() -> int:
 def friendly_stats(stats: dict[str, Any]) -> dict[str, Any]:
     """Completed-job stats with the job type and operation as names."""
     shown = {key: value for key, value in stats.items() if key not in ("type", "operation")}
-    types = {libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed", libvirt.VIR_DOMAIN_JOB_FAILED: "failed",
-             libvirt.VIR_DOMAIN_JOB_CANCELLED: "cancelled", libvirt.VIR_DOMAIN_JOB_NONE: "none"}
     if "type" in stats:
-        shown["job_type"] = types.get(stats["type"], str(stats["type"]))
+        shown["job_type"] = job_type_name(stats["type"])
     return shown
 
 

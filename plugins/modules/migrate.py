@@ -357,9 +357,13 @@ def main() -> None:
         request = MigrationRequest.from_params(module.params)
         result = Migrator(request, check_mode=module.check_mode).run()
     except MigrationError as error:
+        failure = error.to_result()
+        # Warnings go through module.warn: a ``warnings`` key in the result is deprecated (ansible-core 2.19).
+        for warning in failure.pop("warnings", None) or []:
+            module.warn(warning)
         module.fail_json(msg=str(error), source=module.params["uri"], destination=module.params["dest_uri"],
-                         **error.to_result())
-    for warning in result["warnings"]:
+                         **failure)
+    for warning in result.pop("warnings"):
         module.warn(warning)
     if module._diff:
         result["diff"] = {"before": result["placement"]["before"], "after": result["placement"]["after"]}

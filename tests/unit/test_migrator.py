@@ -469,3 +469,19 @@ def test_migration_already_running_is_reported(world):
         make(world).run()
     assert caught.value.kind == "in_progress"
     assert world.mutations == []
+
+
+@pytest.mark.parametrize("code,name", [
+    (lv.VIR_DOMAIN_JOB_UNBOUNDED, "unbounded"),
+    (lv.VIR_DOMAIN_JOB_BOUNDED, "bounded"),
+    (lv.VIR_DOMAIN_JOB_COMPLETED, "completed"),
+    (lv.VIR_DOMAIN_JOB_CANCELLED, "cancelled"),
+])
+def test_friendly_stats_names_every_job_type(code, name):
+    """last_job_stats of an aborted live migration showed job_type '2' on real libvirt 9.0."""
+    from ansible_collections.virtops.migration.plugins.module_utils._migrator import (
+        friendly_stats,
+    )
+
+    assert friendly_stats({"type": code, "operation": 1, "data_remaining": 5}) == {"job_type": name,
+                                                                                   "data_remaining": 5}

@@ -112,3 +112,28 @@ def test_argument_spec_refuses(capsys, fast, args, message):
     assert code == 1
     assert message in result["msg"]
     assert fast.calls == []
+
+
+def _deprecation_messages(result):
+    """Deprecation texts; ansible-core 2.19 nests them in an event."""
+    return [entry.get("event", entry).get("msg", "") for entry in result.get("deprecations", [])]
+
+
+def test_main_warnings_go_through_module_warn(capsys, fast):
+    """A ``warnings`` key handed to exit_json is deprecated in ansible-core 2.19 (seen on the lab)."""
+    disks = "<disk type='file' device='disk'><source file='/vm/vm1.img'/><target dev='vda'/></disk>"
+    uuid = "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10"
+    fast.hosts["qemu:///system"].add_domain("vm1", xml=lv.domain_xml("vm1", uuid, disks=disks), uuid=uuid)
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys, check_mode=True)
+    assert code == 0
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert warnings == [("preflight storage: vda: cannot tell whether /vm/vm1.img is shared from here; "
+                         "libvirt refuses the migration if they are not shared")]
+    assert not any("warnings" in message for message in _deprecation_messages(result))
+
+
+def test_main_failure_warnings_go_through_module_warn(capsys, fast):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "tunnelled": True, "tls": True}, capsys)
+    assert code == 1
+    assert not any("warnings" in message for message in _deprecation_messages(result))
