@@ -18,6 +18,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation import (
+    ON_FAILURE_CHOICES,
+    REPORT_FORMAT_CHOICES,
+    STOPPED_GUESTS_CHOICES,
+    EvacuationOptions,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._params import (
     COMPRESSION_CHOICES,
     COPY_STORAGE_CHOICES,
@@ -114,5 +120,28 @@ def migration_job_argument_spec() -> dict[str, Any]:
         "max_downtime": {"type": "int"},
         "bandwidth": {"type": "int"},
         "wait_timeout": {"type": "float", "default": 60.0},
+    })
+    return spec
+
+
+def evacuate_argument_spec() -> dict[str, Any]:
+    """The evacuate module: source connection + the same tuning as migrate + what to move where."""
+    defaults = EvacuationOptions(destinations=[])
+    spec = source_connection_argument_spec()
+    spec.update(migration_tuning_argument_spec())
+    spec.update({
+        "destinations": {"type": "list", "elements": "raw", "required": True},
+        "include": {"type": "list", "elements": "str", "default": list(defaults.include)},
+        "exclude": {"type": "list", "elements": "str", "default": []},
+        "stopped_guests": {"type": "str", "default": defaults.stopped_guests, "choices": list(STOPPED_GUESTS_CHOICES)},
+        "maintenance_hosts": {"type": "list", "elements": "str", "default": []},
+        "memory_reserve_mib": {"type": "int", "default": defaults.memory_reserve_mib},
+        "max_parallel": {"type": "int", "default": defaults.max_parallel},
+        "max_parallel_per_destination": {"type": "int", "default": defaults.max_parallel_per_destination},
+        "on_failure": {"type": "str", "default": defaults.on_failure, "choices": list(ON_FAILURE_CHOICES)},
+        "progress_path": {"type": "path"},
+        "progress_interval": {"type": "float", "default": defaults.progress_interval},
+        "report_path": {"type": "path"},
+        "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
     })
     return spec

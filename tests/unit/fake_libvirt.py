@@ -514,6 +514,7 @@ class FakeHost:
         self.reachable = True
         self.open_error: libvirtError | None = None
         self.cpu_result = VIR_CPU_COMPARE_IDENTICAL
+        self.incompatible_cpu_models: set[str] = set()
         self.cpu_error: libvirtError | None = None
         self.memory_stats = {"total": 16777216, "free": 8388608, "buffers": 0, "cached": 1048576}
         self.networks: dict[str, FakeNetwork] = {"default": FakeNetwork("default", True)}
@@ -580,6 +581,10 @@ class FakeConnection:
             raise no_domain(uuid)
         return dom
 
+    def listAllDomains(self, flags: int = 0) -> list[FakeDomain]:
+        with self.host.world.lock:
+            return list(self.host.domains.values())
+
     def lookupByName(self, name: str) -> FakeDomain:
         for dom in self.host.domains.values():
             if dom.name() == name:
@@ -610,6 +615,8 @@ class FakeConnection:
         self.host.world.record(self.host, "compareHypervisorCPU", virttype, xmlCPU)
         if self.host.cpu_error is not None:
             raise self.host.cpu_error
+        if any(f">{model}<" in xmlCPU for model in self.host.incompatible_cpu_models):
+            return VIR_CPU_COMPARE_INCOMPATIBLE
         return self.host.cpu_result
 
     def getMemoryStats(self, cellNum: int, flags: int = 0) -> dict[str, int]:
