@@ -141,6 +141,7 @@ def evacuate_argument_spec() -> dict[str, Any]:
         "on_failure": {"type": "str", "default": defaults.on_failure, "choices": list(ON_FAILURE_CHOICES)},
         "progress_path": {"type": "path"},
         "progress_interval": {"type": "float", "default": defaults.progress_interval},
+        "lock_timeout": {"type": "float", "default": defaults.lock_timeout},
         "report_path": {"type": "path"},
         "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
     })

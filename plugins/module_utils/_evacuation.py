@@ -53,6 +53,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     ValidationError,
     libvirt_error_text,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuation_lock import (
+    EvacuationLock,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation_report import (
     render_report,
     render_table,
@@ -145,6 +148,7 @@ class EvacuationOptions:
     on_failure: str = "continue"
     progress_path: str | None = None
     progress_interval: float = 1.0
+    lock_timeout: float = 3600.0
     report_path: str | None = None
     report_format: str = "json"
     migration: dict[str, Any] = field(default_factory=dict)
@@ -153,7 +157,7 @@ class EvacuationOptions:
     def from_params(cls, params: Mapping[str, Any]) -> EvacuationOptions:
         own = {"uri", "include", "exclude", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
                "max_parallel", "max_parallel_per_destination", "on_failure", "progress_path",
-               "progress_interval", "report_path", "report_format"}
+               "progress_interval", "lock_timeout", "report_path", "report_format"}
         values = {key: params[key] for key in own if params.get(key) is not None}
         for key in ("include", "exclude", "maintenance_hosts"):
             if key in values:
@@ -236,6 +240,8 @@ def validate_options(options: EvacuationOptions, resolves_locally: Callable[[str
         raise refuse("memory_reserve_mib must not be negative")
     if options.progress_interval <= 0:
         raise refuse("progress_interval must be positive")
+    if options.lock_timeout < 0:
+        raise refuse("lock_timeout must not be negative")
     if options.migration.get("live") is False:
         raise refuse("live: false is not an evacuation mode: running guests always migrate live and stopped "
                      "persistent guests offline", "leave live at true; choose what happens to stopped guests "
@@ -569,8 +575,12 @@ class Evacuation:
         resolves_locally: Callable[[str], bool] = local_addresses_of,
         clock: Callable[[], float] = time.monotonic,
         on_progress: Callable[[dict[str, Any]], Any] | None = None,
+        lock_path: str | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
     ) -> None:
         self.options = options
+        self.lock_path = lock_path
+        self.sleep = sleep
         self.check_mode = check_mode
         self.connect = connect
         self.resolves_locally = resolves_locally
@@ -592,6 +602,26 @@ class Evacuation:
     def run(self) -> dict[str, Any]:
         started = self.clock()
         sources = validate_options(self.options, self.resolves_locally)
+        with EvacuationLock(self.options.uri, self.options.lock_timeout, self.check_mode, self.waiting,
+                            self.lock_path, self.sleep) as lock:
+            if lock.warning:
+                self.warnings.append(lock.warning)
+            return self.run_locked(started, sources)
+
+    def waiting(self, line: str) -> None:
+        """Progress while another evacuation of this source holds the lock."""
+        snapshot = {"version": 1, "source_name": None, "source_uri": self.options.uri, "check_mode": False,
+                    "finished": False, "elapsed": None, "updated": time.time(), "counts": {}, "vms": [],
+                    "line": line}
+        if self.on_progress is not None:
+            self.on_progress(snapshot)
+        if self.options.progress_path and not self.check_mode:
+            try:
+                write_atomic(self.options.progress_path, json.dumps(snapshot, sort_keys=True) + "\n")
+            except OSError as exc:
+                self.warnings.append(f"progress: cannot write {self.options.progress_path}: {exc}")
+
+    def run_locked(self, started: float, sources: set[str]) -> dict[str, Any]:
         self.discovery = Discoverer(self.options, sources, self.connect).run()
         self.plan = plan_placement(self.discovery.guests, self.discovery.destinations, self.discovery.cpu_verdicts)
         self.apply_conflicts()

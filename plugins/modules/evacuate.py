@@ -139,6 +139,17 @@ options:
       - Seconds between two updates of O(progress_path).
     type: float
     default: 1
+  lock_timeout:
+    description:
+      - Only one evacuation of a source URI runs at a time on the machine that runs the module (an C(flock) on
+        C(/run/lock/virtops-evacuate-<hash of uri>.lock), released when the process ends however it ends).
+      - A run started while another one holds the lock waits up to this many seconds for it to end, reporting
+        C(waiting) in O(progress_path), then moves only what is left. V(0) fails at once. This matters when
+        a playbook running the module with C(async) was killed and is run again: the first evacuation keeps
+        running.
+      - Check mode does not wait; it warns that the plan may change.
+    type: float
+    default: 3600
   report_path:
     description:
       - Where to write the report (atomically, mode 0640). It lists each guest with its source, destination, result,

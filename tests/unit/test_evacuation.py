@@ -11,6 +11,7 @@ import fake_libvirt as lv
 import pytest
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.virtops.migration.plugins.module_utils import (
+    _errors,
     _evacuation,
     _migrator,
 )
@@ -563,3 +564,64 @@ def test_shared_argument_spec_with_migrate():
     for option, spec in tuning.items():
         assert evacuate_spec[option] == spec == migrate_spec[option]
     assert "dest_uri" not in evacuate_spec and "name" not in evacuate_spec
+
+
+# ---------------------------------------------------------------------------
+# One evacuation of a source at a time
+
+
+def hold_lock(path):
+    import fcntl
+
+    handle = open(path, "w")  # noqa: SIM115 - held until the test releases it
+    handle.write("pid 4242, started by the test\n")
+    handle.flush()
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def test_second_evacuation_waits_for_the_first_then_moves_what_is_left(hosts, tmp_path):
+    six_guests(hosts)
+    lock = tmp_path / "evacuate.lock"
+    holder = hold_lock(lock)
+    snapshots, sleeps = [], []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            holder.close()  # the first evacuation ends
+
+    evac = evacuation(hosts, on_progress=snapshots.append, lock_timeout=60)
+    evac.lock_path, evac.sleep = str(lock), sleep
+    result = evac.run()
+    assert len(sleeps) == 3
+    assert snapshots[0]["line"] == ("waiting: another evacuation of qemu:///system is running "
+                                    "(pid 4242, started by the test)")
+    assert result["summary"]["by_result"] == {"migrated": 6}
+    assert lock.read_text().startswith(f"pid {os.getpid()}")
+
+
+def test_evacuation_gives_up_after_lock_timeout_and_touches_nothing(hosts, tmp_path):
+    six_guests(hosts)
+    lock = tmp_path / "evacuate.lock"
+    holder = hold_lock(lock)
+    evac = evacuation(hosts, lock_timeout=2)
+    evac.lock_path, evac.sleep = str(lock), lambda seconds: None
+    with pytest.raises(_errors.MigrationInProgress) as caught:
+        evac.run()
+    holder.close()
+    assert "another evacuation of qemu:///system is running (pid 4242" in str(caught.value)
+    assert "waited 2s" in str(caught.value)
+    assert hosts.mutations == [] and hosts.calls == []
+
+
+def test_check_mode_does_not_wait_for_the_lock_but_warns(hosts, tmp_path):
+    six_guests(hosts)
+    lock = tmp_path / "evacuate.lock"
+    holder = hold_lock(lock)
+    evac = evacuation(hosts, check_mode=True, lock_timeout=3600)
+    evac.lock_path = str(lock)
+    result = evac.run()
+    holder.close()
+    assert result["failed"] is False
+    assert any("this plan may change while it runs" in warning for warning in result["warnings"])
