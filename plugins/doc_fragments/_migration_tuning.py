@@ -22,8 +22,8 @@ options:
   persistent:
     description:
       - Define the domain persistently on the destination (C(VIR_MIGRATE_PERSIST_DEST), virsh C(--persistent)).
-      - The persistent definition is always sent explicitly (C(VIR_MIGRATE_PARAM_PERSIST_XML)), from O(persistent_xml),
-        else O(xml), else the source's inactive definition.
+      - The persistent definition is always sent explicitly (C(VIR_MIGRATE_PARAM_PERSIST_XML)), from the option
+        C(persistent_xml), else C(xml) (where the module has them), else the source's inactive definition.
     type: bool
     default: true
   undefine_source:
@@ -43,7 +43,7 @@ options:
   p2p:
     description:
       - V(true) is managed peer-to-peer migration (C(VIR_MIGRATE_PEER2PEER)); the source libvirtd talks to
-        O(dest_uri) itself.
+        the destination URI itself.
       - V(false) is managed direct migration; the module opens both ends and drives them
         (C(virDomainMigrate3)).
     type: bool
@@ -51,7 +51,7 @@ options:
   tunnelled:
     description:
       - Carry the migration data through the libvirtd connection (C(VIR_MIGRATE_TUNNELLED)). Needs O(p2p=true);
-        excludes O(tls), O(migrate_uri), O(listen_address) and O(parallel_connections).
+        excludes O(tls), C(migrate_uri), C(listen_address) and O(parallel_connections).
     type: bool
     default: false
   tls:
@@ -80,8 +80,8 @@ options:
       - Copy disks that are not on shared storage. V(all) copies them whole (C(VIR_MIGRATE_NON_SHARED_DISK)),
         V(inc) copies only what differs from a backing image present on the destination
         (C(VIR_MIGRATE_NON_SHARED_INC)).
-      - The disk list sent to libvirt is always explicit (C(VIR_MIGRATE_PARAM_MIGRATE_DISKS)), either O(migrate_disks),
-        or every writable disk not known to be on shared storage. Copying a disk that is on shared storage
+      - The disk list sent to libvirt is always explicit (C(VIR_MIGRATE_PARAM_MIGRATE_DISKS)), either the option C(migrate_disks)
+        (where the module has it), or every writable disk not known to be on shared storage. Copying a disk that is on shared storage
         would write it onto itself and is refused.
     type: str
     choices: [none, all, inc]
@@ -133,7 +133,7 @@ options:
     description:
       - Hard wall-clock limit in seconds for the migration job. When reached the job is aborted, whatever
         O(convergence.on_timeout) says (except once post-copy has started, when aborting would lose the guest;
-        that is recorded in RV(policy_actions)). Unset means no hard limit.
+        that is recorded in the result's C(policy_actions)). Unset means no hard limit.
     type: int
   preflight_skip:
     description:
@@ -149,7 +149,7 @@ options:
   convergence:
     description:
       - The convergence policy applied while the migration runs. The module polls the job statistics every
-        O(convergence.poll_interval) seconds and records every action it takes in RV(policy_actions).
+        O(convergence.poll_interval) seconds and records every action it takes in the result's C(policy_actions).
     type: dict
     default: {}
     suboptions:

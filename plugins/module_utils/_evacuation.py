@@ -589,9 +589,9 @@ class Evacuation:
         self.clock = clock
         self.on_progress = on_progress
         self.discovery = Discovery()
-        self.plan: PlacementPlan | None = None
+        self.plan = PlacementPlan([], [])
         self.rows: dict[str, dict[str, Any]] = {}
-        self.progress: Progress | None = None
+        self.progress = Progress("", options.uri)
         self.warnings: list[str] = []
         self.lock = threading.Lock()
         self.crash: BaseException | None = None
@@ -659,7 +659,6 @@ class Evacuation:
         return evacuation_result(self, seconds)
 
     def apply_conflicts(self) -> None:
-        assert self.plan is not None
         for item in self.plan.assignments:
             why = self.discovery.conflicts.get(item.guest.uuid)
             if why:
@@ -688,7 +687,6 @@ class Evacuation:
             row["data_sent_bytes"] = stats.get("data_processed")
         for warning in migration.get("warnings") or []:
             self.warnings.append(f"{item.guest.name}: {warning}")
-        assert self.progress is not None
         self.progress.update(item.guest.uuid, state=result,
                              percent=100 if result in (MIGRATED, FINISHED) else None)
 
@@ -712,7 +710,6 @@ class Evacuation:
     # -- check mode ---------------------------------------------------------
 
     def check_all(self) -> None:
-        assert self.plan is not None
         for item in self.plan.assignments:
             if item.placed:
                 self.migrate_one(item, check_mode=True)
@@ -766,7 +763,6 @@ class Scheduler:
         self.active += 1
         destination = item.destination or ""
         self.per_destination[destination] = self.per_destination.get(destination, 0) + 1
-        assert self.evacuation.progress is not None
         self.evacuation.progress.update(item.guest.uuid, state=MIGRATING)
         thread = threading.Thread(target=self.work, args=(item,), name=f"virtops-evacuate-{item.guest.name}",
                                   daemon=True)
@@ -803,7 +799,6 @@ def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def build_result(evacuation: Evacuation, seconds: float) -> dict[str, Any]:
     plan, found, options = evacuation.plan, evacuation.discovery, evacuation.options
-    assert plan is not None
     rows = [evacuation.rows[item.guest.uuid] for item in plan.assignments]
     left_rows = [{"name": entry["name"], "uuid": entry["uuid"], "from": found.source_name, "to": None,
                   "mode": OFFLINE, "memory_mib": entry["memory_mib"], "result": LEFT, "changed": False,
@@ -866,4 +861,3 @@ def evacuation_result(evacuation: Evacuation, seconds: float) -> dict[str, Any]:
             result["report_path"] = None
             result["warnings"].append(f"cannot write the report {evacuation.options.report_path}: {exc}")
     return result
-

@@ -61,18 +61,17 @@ class EvacuationLock:
             text = ""
         return text or "unknown process"
 
-    def try_lock(self) -> bool:
-        assert self.fd is not None
+    def try_lock(self, fd: int) -> bool:
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         return True
 
     def __enter__(self) -> EvacuationLock:  # noqa: PYI034 - typing.Self needs Python 3.11 on the managed host
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         waited = 0.0
-        while not self.try_lock():
+        while not self.try_lock(fd):
             busy = f"another evacuation of {self.source_uri} is running ({self.holder()})"
             if self.check_mode:
                 self.warning = f"{busy}; this plan may change while it runs"
@@ -88,8 +87,8 @@ class EvacuationLock:
                 self.on_wait(f"waiting: {busy}")
             self.sleep(WAIT_STEP)
             waited += WAIT_STEP
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         return self
 
     def close(self) -> None:

@@ -68,8 +68,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     """The whole report as readable text: heading, table, summary, messages."""
     summary = report.get("summary", {})
     rows = report.get("vms", [])
-    heading = "Evacuation of {} ({}){}".format(report.get("source_name") or "?", report.get("source_uri") or "?",
-                                                " - CHECK MODE, nothing moved" if report.get("check_mode") else "")
+    mode = " - CHECK MODE, nothing moved" if report.get("check_mode") else ""
+    heading = "Evacuation of {} ({}){}".format(report.get("source_name") or "?", report.get("source_uri") or "?", mode)
     lines = [heading, "=" * len(heading), ""]
     lines += render_table(rows) if rows else ["(no guests to move: the host is empty)"]
     lines.append("")

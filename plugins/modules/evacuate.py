@@ -34,7 +34,7 @@ description:
   - The module fails when the host was not emptied (a guest failed, fits nowhere or was not started). The
     full result, with the report, is returned with the failure, and the report file is written.
 author:
-  - virtops.migration maintainers
+  - virtops.migration maintainers (@virtops)
 requirements:
   - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
 extends_documentation_fragment:
@@ -145,7 +145,7 @@ options:
         C(/run/lock/virtops-evacuate-<hash of uri>.lock), released when the process ends however it ends).
       - A run started while another one holds the lock waits up to this many seconds for it to end, reporting
         C(waiting) in O(progress_path), then moves only what is left. V(0) fails at once. This matters when
-        a playbook running the module with C(async) was killed and is run again: the first evacuation keeps
+        a playbook running the module with C(async) was killed and is run again, since the first evacuation keeps
         running.
       - Check mode does not wait; it warns that the plan may change.
     type: float

@@ -163,8 +163,8 @@ def test_spread_rule_and_reserve_on_the_real_code_path(hosts):
         add_guest(hosts, name, mib)
     result = evacuation(hosts, check_mode=True).run()
     # a: hv2 1024 left vs hv3 0 -> hv2; b: only hv3 fits (0 left); c: only hv2 fits (0 left); d: nowhere
-    assert {item["name"]: item["destination"] for item in result["plan"]} == {"a": "hv2", "b": "hv3", "c": "hv2",
-                                                                               "d": None}
+    expected = {"a": "hv2", "b": "hv3", "c": "hv2", "d": None}
+    assert {item["name"]: item["destination"] for item in result["plan"]} == expected
     assert result["failed"] is True
     assert result["msg"].startswith("the guests cannot all be placed: 1 guest(s) would not be moved: d (unplaceable")
 
