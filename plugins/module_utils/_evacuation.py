@@ -51,6 +51,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._domain import (
 from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     MigrationError,
     ValidationError,
+    libvirt_error_code,
     libvirt_error_text,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation_lock import (
@@ -321,7 +322,13 @@ class Discoverer:
             raise MigrationError.from_libvirt("list domains", exc, "cannot list the source's domains",
                                               source_uri=self.options.uri)
         for dom in sorted(domains, key=lambda d: d.name()):
-            info = describe_domain(dom)
+            try:
+                info = describe_domain(dom)
+            except libvirt.libvirtError as exc:
+                if libvirt_error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # undefined since the listing: nothing to move
+                raise MigrationError.from_libvirt("read domain", exc, "cannot read a domain of the source",
+                                                  domain=dom.name(), source_uri=self.options.uri)
             if not selected(info.name, self.options.include, self.options.exclude):
                 self.found.filtered.append(info.name)
                 continue

@@ -625,3 +625,17 @@ def test_check_mode_does_not_wait_for_the_lock_but_warns(hosts, tmp_path):
     holder.close()
     assert result["failed"] is False
     assert any("this plan may change while it runs" in warning for warning in result["warnings"])
+
+
+def test_a_guest_undefined_during_discovery_is_skipped(hosts):
+    guests = six_guests(hosts)
+    gone = guests["web2"]
+    original_state = gone.state
+
+    def vanished(flags=0):
+        hv(hosts, "hv1").domains.pop(gone.UUIDString(), None)
+        return original_state(flags)
+
+    gone.state = vanished
+    result = evacuation(hosts).run()
+    assert "web2" not in rows(result) and result["summary"]["by_result"] == {"migrated": 5}
