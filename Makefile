@@ -16,6 +16,10 @@ LAB_NAME    ?= vtl
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+# molecule and ansible-lint provision the collection under $ANSIBLE_HOME/collections;
+# with ANSIBLE_HOME here, that is build/collections, where the symlink to this checkout
+# already stands, so they test the working tree and never a stale copy in ~/.ansible.
+export ANSIBLE_HOME := $(REPO)/build
 export ANSIBLE_FORCE_COLOR := false
 export PYTHONDONTWRITEBYTECODE := 1
 
