@@ -1,0 +1,184 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Helpers of the migrate integration tests: run playbooks and modules on the lab, read virsh.
+
+The lab is the one named by VIRTOPS_LAB_NAME (default ``vtl``); it must be up and prepared
+(libvirt TLS between the hypervisors, the NFS export) before these tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
+LAB_NAME = os.environ.get("VIRTOPS_LAB_NAME", "vtl")
+LAB_STATE = Path("/var/lib/virtops-lab") / LAB_NAME
+INVENTORY = LAB_STATE / "inventory"
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    venv_bin = str(REPO / ".venv" / "bin")
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / "build" / "collections"))
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
+    env["ANSIBLE_DEPRECATION_WARNINGS"] = "false"
+    env["ANSIBLE_HOST_KEY_CHECKING"] = "true"
+    return env
+
+
+@dataclass
+class Run:
+    """One ansible(-playbook) run: return code and the json callback's document."""
+
+    rc: int
+    doc: dict[str, Any]
+    stderr: str
+
+    def results(self, host: str) -> list[dict[str, Any]]:
+        """Every task result of ``host``, in order."""
+        found = []
+        for play in self.doc.get("plays", []):
+            for task in play.get("tasks", []):
+                if host in task.get("hosts", {}):
+                    result = dict(task["hosts"][host])
+                    result["_task"] = task["task"]["name"]
+                    found.append(result)
+        return found
+
+    def task(self, host: str, name: str) -> dict[str, Any]:
+        """The last result of the task whose (templated) name starts with ``name``."""
+        matches = [r for r in self.results(host) if r["_task"].startswith(name)]
+        assert matches, f"no task {name!r} ran on {host}: {self.describe()}"
+        return matches[-1]
+
+    def changed(self, host: str) -> int:
+        return self.doc.get("stats", {}).get(host, {}).get("changed", 0)
+
+    def describe(self) -> str:
+        return json.dumps(self.doc.get("stats"), sort_keys=True) + "\n" + self.stderr[-3000:]
+
+
+def _parse(stdout: str) -> dict[str, Any]:
+    start = stdout.find("{")
+    return json.loads(stdout[start:]) if start >= 0 else {}
+
+
+def playbook(path: Path | str, extra_vars: dict[str, Any] | None = None, check: bool = False,
+             timeout: float = 600) -> Run:
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path)]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd.append("--check")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=timeout,
+                          check=False)
+    return Run(proc.returncode, _parse(proc.stdout), proc.stderr)
+
+
+def module_cmd(host: str, module: str, args: dict[str, Any], check: bool = False) -> list[str]:
+    cmd = ["ansible", host, "-i", str(INVENTORY), "-m", f"virtops.migration.{module}", "-a", json.dumps(args)]
+    if check:
+        cmd.append("--check")
+    return cmd
+
+
+def module(host: str, module_name: str, args: dict[str, Any], check: bool = False,
+           timeout: float = 600) -> dict[str, Any]:
+    """Run a collection module on a lab host; the result dict (``failed`` set on failure)."""
+    proc = subprocess.run(module_cmd(host, module_name, args, check), capture_output=True, text=True,
+                          env=ansible_env(), cwd=REPO, timeout=timeout, check=False)
+    return Run(proc.returncode, _parse(proc.stdout), proc.stderr).results(host)[-1]
+
+
+def start_module(host: str, module_name: str, args: dict[str, Any]) -> subprocess.Popen:
+    """Start a module run in the background (for a migration to steer while it runs)."""
+    return subprocess.Popen(module_cmd(host, module_name, args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ansible_env(), cwd=REPO)
+
+
+def finish_module(proc: subprocess.Popen, host: str, timeout: float = 300) -> dict[str, Any]:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return Run(proc.returncode, _parse(stdout), stderr).results(host)[-1]
+
+
+# ---------------------------------------------------------------------------
+# Reading the hosts directly (read-only virsh over SSH)
+
+
+def _inventory() -> dict[str, Any]:
+    return yaml.safe_load((INVENTORY / "hosts.yml").read_text())
+
+
+def host_address(host: str) -> str:
+    for group in _inventory()["all"]["children"].values():
+        if host in (group.get("hosts") or {}):
+            return group["hosts"][host]["ansible_host"]
+    raise KeyError(host)
+
+
+def ssh(host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    cmd = ["ssh", "-i", str(LAB_STATE / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={LAB_STATE / 'ssh' / 'known_hosts'}",
+           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{host_address(host)}", command]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def domain(host: str, name: str) -> dict[str, Any]:
+    """``{present, state, persistent}`` of a domain on a host, from ``virsh dominfo``."""
+    proc = ssh(host, f"virsh -q dominfo {name}")
+    if proc.returncode != 0:
+        assert "failed to get domain" in proc.stderr or "Domain not found" in proc.stderr, proc.stderr
+        return {"present": False, "state": None, "persistent": False}
+    info = {}
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    state = {"shut off": "shutoff"}.get(info["State"], info["State"])
+    return {"present": True, "state": state, "persistent": info["Persistent"] == "yes"}
+
+
+ABSENT = {"present": False, "state": None, "persistent": False}
+
+
+def running(persistent: bool) -> dict[str, Any]:
+    return {"present": True, "state": "running", "persistent": persistent}
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Guests
+
+
+def create_guests(guests: list[dict[str, Any]]) -> None:
+    run = playbook(PLAYBOOKS / "guests.yml", {"virtops_test_guests": guests})
+    assert run.rc == 0, f"creating guests failed: {run.describe()}"
+
+
+def remove_guests(guests: list[dict[str, Any]]) -> None:
+    run = playbook(PLAYBOOKS / "guests.yml", {"virtops_test_guests": guests, "virtops_test_state": "absent"})
+    assert run.rc == 0, f"removing guests failed: {run.describe()}"
+
+
+def dest_uri(host: str) -> str:
+    return f"qemu+tls://{host}.virtops.test/system"
