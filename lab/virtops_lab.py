@@ -78,6 +78,7 @@ class Host:
     name: str
     address: str
     groups: list[str]
+    export_dirs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,7 +112,8 @@ class Topology:
             "name": self.name,
             "subnet": str(self.subnet),
             "domain": self.domain,
-            "hosts": [{"name": h.name, "address": h.address, "groups": h.groups} for h in self.hosts],
+            "hosts": [{"name": h.name, "address": h.address, "groups": h.groups, "export_dirs": h.export_dirs}
+                      for h in self.hosts],
         }
 
 
@@ -161,7 +163,8 @@ def run(cmd: list[str], check: bool = True, quiet: bool = False, **kwargs) -> su
 
 def load_topology(path: Path, only_hosts: list[str] | None, name: str | None, subnet: str | None) -> Topology:
     data = yaml.safe_load(path.read_text())
-    hosts = [Host(h["name"], str(h["address"]), list(h.get("groups", []))) for h in data["hosts"]]
+    hosts = [Host(h["name"], str(h["address"]), list(h.get("groups", [])), list(h.get("export_dirs", [])))
+             for h in data["hosts"]]
     if only_hosts:
         unknown = set(only_hosts) - {h.name for h in hosts}
         if unknown:
@@ -182,7 +185,8 @@ def load_topology(path: Path, only_hosts: list[str] | None, name: str | None, su
 
 def _renumber(hosts: list[Host], old: ipaddress.IPv4Network, new: ipaddress.IPv4Network) -> list[Host]:
     offset = int(new.network_address) - int(old.network_address)
-    return [Host(h.name, str(ipaddress.ip_address(int(ipaddress.ip_address(h.address)) + offset)), h.groups) for h in hosts]
+    return [Host(h.name, str(ipaddress.ip_address(int(ipaddress.ip_address(h.address)) + offset)), h.groups, h.export_dirs)
+            for h in hosts]
 
 
 def validate_topology(topology: Topology) -> None:
@@ -475,6 +479,14 @@ def resolv_conf() -> str:
     return "".join(f"nameserver {s}\n" for s in servers)
 
 
+def export_filesystem(paths: Paths, host: Host, export_dir: str) -> Path:
+    """A tmpfs of the host's own for a directory it serves over NFS (see the topology)."""
+    source = paths.machine_dir(host.name) / "exports" / export_dir.strip("/").replace("/", "-")
+    source.mkdir(parents=True, exist_ok=True)
+    run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=8g", f"{TAG}-export", str(source)])
+    return source
+
+
 def boot_machine(topology: Topology, paths: Paths, host: Host, merged: Path, kvm: bool) -> None:
     cmd = [
         "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
@@ -484,6 +496,12 @@ def boot_machine(topology: Topology, paths: Paths, host: Host, merged: Path, kvm
     ]
     if kvm:
         cmd.append("--bind=/dev/kvm")
+    for export_dir in host.export_dirs:
+        cmd.append(f"--bind={export_filesystem(paths, host, export_dir)}:{export_dir}")
+    if host.export_dirs:
+        # nfs-ganesha's VFS backend opens files by NFS handle; nspawn filters these calls.
+        # The handles resolve only on the export's own tmpfs: overlayfs offers none.
+        cmd.append("--system-call-filter=open_by_handle_at name_to_handle_at")
     spawn_in_cgroup(cmd, topology.name, host.name, paths.machine_dir(host.name) / "console.log")
 
 
