@@ -104,7 +104,7 @@ def mount_fs_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | N
     best_point, best_type = "", None
     real = os.path.realpath(path)
     for line in lines:
-        left, _, right = line.partition(" - ")
+        left, _dash, right = line.partition(" - ")
         fields_left, fields_right = left.split(), right.split()
         if len(fields_left) < 5 or not fields_right:
             continue
@@ -178,7 +178,8 @@ def plan_copied_disks(request: MigrationRequest, verdicts: list[DiskVerdict]) ->
     copied = [v.target for v in verdicts if v.sharing in (LOCAL, UNKNOWN)]
     if not copied:
         raise ValidationError(
-            "plan storage copy", f"copy_storage: {request.copy_storage} but every disk is on shared storage or not migrated", hint="set copy_storage: none", **request.context())
+            "plan storage copy", f"copy_storage: {request.copy_storage} but every disk is on shared storage or not migrated",
+            hint="set copy_storage: none", **request.context())
     return copied
 
 
