@@ -19,6 +19,7 @@ Commands: ``up`` (idempotent: a healthy lab of the same topology is kept),
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -64,6 +65,9 @@ systemctl enable systemd-networkd.service
 # Background apt runs would race the roles' own apt tasks for the dpkg lock.
 systemctl mask apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service
 getent group kvm >/dev/null || groupadd --system kvm
+# This kernel has no sunrpc: rpc_pipefs (wanted by nfs-common, which nfs-ganesha pulls in)
+# cannot mount here, and nothing the lab runs needs it.
+systemctl mask run-rpc_pipefs.mount
 apt-get clean
 rm -rf /var/lib/apt/lists/*
 """
@@ -104,8 +108,13 @@ class Topology:
     def machine(self, host: Host | str) -> str:
         return f"{self.name}-{host if isinstance(host, str) else host.name}"
 
+    @property
+    def lab_domain(self) -> str:
+        """Each lab's own DNS domain, so that labs side by side never share a full name."""
+        return f"{self.name}.{self.domain}"
+
     def fqdn(self, host: Host) -> str:
-        return f"{host.name}.{self.domain}"
+        return f"{host.name}.{self.lab_domain}"
 
     def as_dict(self) -> dict:
         return {
@@ -216,21 +225,41 @@ def root_path() -> Path:
 
 
 def ensure_root() -> Path:
+    """The cached machine root of the current recipe; built once, by one process at a time."""
     root = root_path()
-    if (root / ".virtops-lab-root").exists():
-        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / ".virtops-lab-root").exists():
+            build_root(root)
+    return root
+
+
+def build_root(root: Path) -> None:
     building = root.with_name(root.name + ".building")
-    shutil.rmtree(building, ignore_errors=True)
-    building.parent.mkdir(parents=True, exist_ok=True)
+    remove_tree(building)
     log(f"building the machine root {root} (debootstrap, about a minute)")
     started = time.monotonic()
-    run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOT_PACKAGES)}", SUITE, str(building), DEBIAN_MIRROR])
-    script = ROOT_CUSTOMIZATION.format(mirror=DEBIAN_MIRROR, suite=SUITE)
-    run(["chroot", str(building), "/bin/sh", "-c", script])
+    try:
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(ROOT_PACKAGES)}", SUITE, str(building), DEBIAN_MIRROR])
+        script = ROOT_CUSTOMIZATION.format(mirror=DEBIAN_MIRROR, suite=SUITE)
+        run(["chroot", str(building), "/bin/sh", "-c", script])
+    except LabError as error:
+        log_file = building / "debootstrap" / "debootstrap.log"
+        detail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+        remove_tree(building)
+        raise LabError(f"{error}\n{detail}") from None
     (building / ".virtops-lab-root").write_text(root_recipe_key() + "\n")
     building.rename(root)
     log(f"root built in {time.monotonic() - started:.0f} s")
-    return root
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf that first unmounts what a failed debootstrap left mounted inside (proc, sys)."""
+    for mount_point in mounts_under(path):
+        run(["umount", "-l", mount_point], quiet=True)
+    if path.exists():
+        shutil.rmtree(path)
 
 
 def root_kvm_gid(root: Path) -> int:
@@ -325,11 +354,12 @@ def tagged_bridges() -> dict[str, str]:
     return found
 
 
-def lab_mounts(state: Path) -> list[str]:
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below a path, deepest first."""
     mounts = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         mount_point = line.split()[4].replace("\\040", " ")
-        if mount_point == str(state) or mount_point.startswith(f"{state}/"):
+        if mount_point == str(path) or mount_point.startswith(f"{path}/"):
             mounts.append(mount_point)
     return sorted(mounts, key=len, reverse=True)
 
@@ -368,7 +398,7 @@ def teardown(lab: str) -> None:
     """Remove every trace of one lab, whatever state a crash left it in."""
     state = STATE_ROOT / lab
     kill_cgroup_tree(lab)
-    for mount_point in lab_mounts(state):
+    for mount_point in mounts_under(state):
         if run(["umount", mount_point], check=False, quiet=True).returncode != 0:
             run(["umount", "-l", mount_point], quiet=True)
     bridge = tagged_bridges().get(lab)
@@ -379,8 +409,7 @@ def teardown(lab: str) -> None:
             run(["ip", "link", "delete", link["ifname"]], check=False)
     remove_nat_rules(lab)
     write_hosts_file_block(lab, [])
-    if state.exists():
-        shutil.rmtree(state)
+    remove_tree(state)
 
 
 # --------------------------------------------------------------------------- apt cache
@@ -468,7 +497,7 @@ def machine_hosts_file(topology: Topology) -> str:
 
 
 def lab_name_table(topology: Topology) -> list[tuple[str, str]]:
-    table = [(topology.controller_address, f"controller.{topology.domain} controller")]
+    table = [(topology.controller_address, f"controller.{topology.lab_domain} controller")]
     table += [(h.address, f"{topology.fqdn(h)} {h.name}") for h in topology.hosts]
     return table
 
@@ -606,7 +635,7 @@ def write_inventory(topology: Topology, paths: Paths) -> Path:
                 "ansible_ssh_private_key_file": str(paths.ssh_key),
                 "ansible_ssh_common_args": ssh_args,
                 "virtops_lab_name": topology.name,
-                "virtops_lab_domain": topology.domain,
+                "virtops_lab_domain": topology.lab_domain,
                 "virtops_lab_subnet": str(topology.subnet),
                 "virtops_lab_controller_address": topology.controller_address,
             },
@@ -635,7 +664,8 @@ def prepare_kvm(root: Path) -> bool:
 def lab_is_healthy(topology: Topology, paths: Paths) -> bool:
     if not paths.record.exists():
         return False
-    if json.loads(paths.record.read_text()).get("topology") != topology.as_dict():
+    record = json.loads(paths.record.read_text())
+    if record.get("topology") != topology.as_dict() or record.get("root") != str(root_path()):
         return False
     for host in topology.hosts:
         if not cgroup_pids(lab_cgroup(cgroup_hierarchies()[0], topology.name, host.name)):

@@ -181,4 +181,4 @@ def remove_guests(guests: list[dict[str, Any]]) -> None:
 
 
 def dest_uri(host: str) -> str:
-    return f"qemu+tls://{host}.virtops.test/system"
+    return f"qemu+tls://{host}.{LAB_NAME}.virtops.test/system"

@@ -41,10 +41,9 @@ BOOTSECTOR_GUESTS = [
 
 
 @pytest.fixture(scope="module")
-def lab_ready():
+def lab_ready(request):
     """The lab named by VIRTOPS_LAB_NAME, prepared for migrations, with the Linux guest's boot media."""
-    if not (lab.INVENTORY / "hosts.yml").exists():
-        pytest.fail(f"lab {lab.LAB_NAME} is not up: run python lab/virtops_lab.py up --name {lab.LAB_NAME}")
+    request.getfixturevalue("lab")  # the session's lab is up (conftest)
     if os.environ.get("VIRTOPS_MIGRATE_PREPARE", "1") != "0":
         run = lab.playbook(lab.PLAYBOOKS / "prepare_lab.yml", timeout=1200)
         assert run.rc == 0, f"lab preparation failed: {run.describe()}"
