@@ -104,7 +104,7 @@ unit: setup
 
 # The lab stays up while the tests run and is taken down after them (guests use CPU).
 integration: setup
-	$(PY) -m pytest tests/integration -v -p no:cacheprovider; status=$$?; \
+	status=0; $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
 	$(LAB) down --name $(LAB_NAME); exit $$status
 
 molecule: setup
