@@ -1,8 +1,9 @@
-#!/usr/bin/env python3
 # Copyright (c) virtops.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Build a gzip'd newc initramfs holding busybox (static) and an /init script.
+
+The script is run by busybox's shell: its "#!/bin/busybox sh" line is written here.
 
 No cpio tool needed: the newc format is written directly.
 
@@ -15,6 +16,7 @@ import gzip
 import sys
 
 DIRS = ("bin", "dev", "proc", "sys", "tmp")
+INIT_INTERPRETER = b"#!/bin/busybox sh\n"
 
 
 def _entry(name: str, mode: int, data: bytes = b"", ino: int = 0) -> bytes:
@@ -34,7 +36,7 @@ def initramfs(busybox: bytes, init: bytes) -> bytes:
         archive += _entry(directory, 0o040755, ino=ino)
         ino += 1
     archive += _entry("bin/busybox", 0o100755, busybox, ino=ino)
-    archive += _entry("init", 0o100755, init, ino=ino + 1)
+    archive += _entry("init", 0o100755, INIT_INTERPRETER + init, ino=ino + 1)
     archive += _entry("TRAILER!!!", 0)
     return gzip.compress(archive, mtime=0)
 
