@@ -387,6 +387,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep imp
     LIBVIRT_IMPORT_ERROR,
     LIBVIRT_LIBRARY_NAME,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._module_results import (
+    emit_warnings,
+    placement_diff,
+)
 
 
 def main() -> None:
@@ -397,15 +401,11 @@ def main() -> None:
         options = EvacuationOptions.from_params(module.params)
         result = Evacuation(options, check_mode=module.check_mode).run()
     except MigrationError as error:
-        failure = error.to_result()
-        # Warnings go through module.warn: a ``warnings`` key in the result is deprecated (ansible-core 2.19).
-        for warning in failure.pop("warnings", None) or []:
-            module.warn(warning)
+        failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), changed=False, **failure)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
+    emit_warnings(module, result)
     if module._diff:
-        result["diff"] = {"before": result["placement"]["before"], "after": result["placement"]["after"]}
+        result["diff"] = placement_diff(result)
     if result.pop("failed"):
         module.fail_json(**result)
     module.exit_json(**result)

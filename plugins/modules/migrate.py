@@ -340,6 +340,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep imp
 from ansible_collections.virtops.migration.plugins.module_utils._migrator import (
     Migrator,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._module_results import (
+    emit_warnings,
+    placement_diff,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._params import (
     MigrationRequest,
 )
@@ -357,16 +361,12 @@ def main() -> None:
         request = MigrationRequest.from_params(module.params)
         result = Migrator(request, check_mode=module.check_mode).run()
     except MigrationError as error:
-        failure = error.to_result()
-        # Warnings go through module.warn: a ``warnings`` key in the result is deprecated (ansible-core 2.19).
-        for warning in failure.pop("warnings", None) or []:
-            module.warn(warning)
+        failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), source=module.params["uri"], destination=module.params["dest_uri"],
                          **failure)
-    for warning in result.pop("warnings"):
-        module.warn(warning)
+    emit_warnings(module, result)
     if module._diff:
-        result["diff"] = {"before": result["placement"]["before"], "after": result["placement"]["after"]}
+        result["diff"] = placement_diff(result)
     module.exit_json(**result)
 
 

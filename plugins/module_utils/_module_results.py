@@ -1,0 +1,25 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
+# disappear without notice; do not import it from other collections.
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def emit_warnings(module: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Send the result's warnings through ``module.warn`` and drop the key.
+
+    A ``warnings`` key in a module result is deprecated in ansible-core 2.19.
+    """
+    for warning in result.pop("warnings", None) or []:
+        module.warn(warning)
+    return result
+
+
+def placement_diff(result: dict[str, Any]) -> dict[str, Any]:
+    """The before/after placement of the guests, as Ansible's diff mode shows it."""
+    return {"before": result["placement"]["before"], "after": result["placement"]["after"]}
