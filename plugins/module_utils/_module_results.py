@@ -5,6 +5,8 @@
 # NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
 # disappear without notice; do not import it from other collections.
 
+"""What the modules do with a logic result before handing it to Ansible."""
+
 from __future__ import annotations
 
 from typing import Any
