@@ -142,7 +142,7 @@ def domain(host: str, name: str) -> dict[str, Any]:
         return {"present": False, "state": None, "persistent": False}
     info = {}
     for line in proc.stdout.splitlines():
-        key, _, value = line.partition(":")
+        key, _colon, value = line.partition(":")
         info[key.strip()] = value.strip()
     state = {"shut off": "shutoff"}.get(info["State"], info["State"])
     return {"present": True, "state": state, "persistent": info["Persistent"] == "yes"}
@@ -182,3 +182,34 @@ def remove_guests(guests: list[dict[str, Any]]) -> None:
 
 def dest_uri(host: str) -> str:
     return f"qemu+tls://{host}.{LAB_NAME}.virtops.test/system"
+
+
+# ---------------------------------------------------------------------------
+# Playbooks with ansible-playbook's normal output (what an operator sees)
+
+
+def playbook_text_cmd(path: Path | str, extra_vars: dict[str, Any] | None = None) -> list[str]:
+    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path)]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    return cmd
+
+
+def text_env() -> dict[str, str]:
+    env = ansible_env()
+    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    return env
+
+
+def playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None,
+                  timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a playbook with the default callback; the text an operator would read."""
+    return subprocess.run(playbook_text_cmd(path, extra_vars), capture_output=True, text=True, env=text_env(),
+                          cwd=REPO, timeout=timeout, check=False)
+
+
+def start_playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None) -> subprocess.Popen:
+    """Start a playbook in its own process group (so the whole run can be killed)."""
+    return subprocess.Popen(playbook_text_cmd(path, extra_vars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=text_env(), cwd=REPO, start_new_session=True)
