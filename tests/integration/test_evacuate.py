@@ -173,11 +173,25 @@ def progress_shows_activity() -> bool:
     return any(vm["state"] != "queued" for vm in snapshot["vms"])
 
 
+# Run on hv1 (one SSH command, no round trip between seeing and killing): as soon as the progress file
+# shows a guest migrating, SIGKILL the evacuate module, the process named in the evacuation lock file.
+KILL_JOB_WHEN_MIGRATING = (
+    f"for i in $(seq 1800); do grep -qs '\"migrating\"' {PROGRESS_PATH} && break; sleep 0.05; done; "
+    "pid=$(sed -n 's/^pid \\([0-9]*\\),.*/\\1/p' /run/lock/virtops-evacuate-*.lock); "
+    "kill -KILL \"$pid\" && echo killed $pid"
+)
+
+
 @pytest.mark.parametrize("guests", [FOUR_GUESTS], indirect=True)
-def test_runbook_killed_then_run_again(guests):
+@pytest.mark.parametrize("kill_job", [False, True], ids=["playbook-killed", "playbook-and-job-killed"])
+def test_runbook_killed_then_run_again(guests, kill_job):
+    """The playbook is killed; its background evacuation goes on (the re-run waits for it), or is killed too."""
     names = [guest["name"] for guest in guests]
     # 1 MiB/s keeps each migration busy for seconds.
     killed = lab.start_playbook_text(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2, "bandwidth": 1})
+    if kill_job:
+        job_killer = lab.ssh(SOURCE, KILL_JOB_WHEN_MIGRATING, timeout=120)
+        assert job_killer.stdout.startswith("killed"), job_killer.stdout + job_killer.stderr
     try:
         lab.wait_for(lambda: killed.poll() is not None or progress_shows_activity(), timeout=180,
                      what="the evacuation to start migrating")
@@ -191,6 +205,8 @@ def test_runbook_killed_then_run_again(guests):
 
     again = lab.playbook_text(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2})
     assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
+    print("killed run:", *PROGRESS_LINE.findall(output), "run again:", *PROGRESS_LINE.findall(again.stdout),
+          sep="\n  ")
     where = placement(names)
     assert sorted(where) == sorted(names), where
     for name, hosts in where.items():
