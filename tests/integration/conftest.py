@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import migrate_support
 import pytest
 from labtools import Lab, lab_command
 
@@ -18,3 +19,15 @@ def lab() -> Lab:
     name = os.environ.get("VIRTOPS_LAB_NAME", "vtl")
     lab_command("up", f"--name={name}")
     return Lab(name)
+
+
+@pytest.fixture(scope="session")
+def prepared_lab(lab: Lab) -> Lab:
+    """The session's lab set up by the collection itself (playbooks/bootstrap.yml), once.
+
+    VIRTOPS_MIGRATE_PREPARE=0 skips it for a lab already bootstrapped.
+    """
+    if os.environ.get("VIRTOPS_MIGRATE_PREPARE", "1") != "0":
+        run = migrate_support.playbook(migrate_support.PLAYBOOKS / "prepare_lab.yml", timeout=1200)
+        assert run.rc == 0, f"lab preparation failed: {run.describe()}"
+    return lab

@@ -34,10 +34,7 @@ SIX_GUESTS = [{"name": f"ev-{size}", "host": SOURCE, "memory_mib": size} for siz
 @pytest.fixture(scope="module")
 def lab_ready(request):
     """The session's lab, prepared for migrations (bootstrap); no guest of this module left from earlier runs."""
-    request.getfixturevalue("lab")
-    if os.environ.get("VIRTOPS_MIGRATE_PREPARE", "1") != "0":
-        run = lab.playbook(lab.PLAYBOOKS / "prepare_lab.yml", timeout=1200)
-        assert run.rc == 0, f"lab preparation failed: {run.describe()}"
+    request.getfixturevalue("prepared_lab")
     clear_marks()
 
 

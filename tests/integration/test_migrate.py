@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import time
 
 import migrate_support as lab
@@ -43,10 +42,7 @@ BOOTSECTOR_GUESTS = [
 @pytest.fixture(scope="module")
 def lab_ready(request):
     """The lab named by VIRTOPS_LAB_NAME, prepared for migrations, with the Linux guest's boot media."""
-    request.getfixturevalue("lab")  # the session's lab is up (conftest)
-    if os.environ.get("VIRTOPS_MIGRATE_PREPARE", "1") != "0":
-        run = lab.playbook(lab.PLAYBOOKS / "prepare_lab.yml", timeout=1200)
-        assert run.rc == 0, f"lab preparation failed: {run.describe()}"
+    request.getfixturevalue("prepared_lab")
     run = lab.playbook(lab.PLAYBOOKS / "guest_media.yml")
     assert run.rc == 0, f"guest media failed: {run.describe()}"
 
