@@ -9,7 +9,6 @@ import time
 
 import fake_libvirt as lv
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.virtops.migration.plugins.module_utils import (
     _errors,
     _evacuation,
@@ -36,6 +35,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrator import
     Migrator,
 )
 from ansible_collections.virtops.migration.plugins.modules import evacuate
+from module_runner import run_module_main
 
 SRC = "qemu:///system"
 HV2 = "qemu+tls://hv2.example.com/system"
@@ -499,14 +499,7 @@ def module_world(monkeypatch, hosts):
 
 
 def run_module(args, capsys, check_mode=False, diff=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(SystemExit) as caught:
-        evacuate.main()
-    return caught.value.code, json.loads(capsys.readouterr().out)
+    return run_module_main(evacuate.main, args, capsys, check_mode, diff)
 
 
 MODULE_ARGS = {"destinations": [{"name": "hv2", "uri": HV2}, {"name": "hv3", "uri": HV3}]}

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import fake_libvirt as lv
 import pytest
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.virtops.migration.plugins.module_utils import _migrator
 from ansible_collections.virtops.migration.plugins.modules import migrate
+from module_runner import run_module_main
 
 DEST = "qemu+tls://hv2.example.com/system"
 
 
 def run_main(args, capsys, check_mode=False, diff=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(SystemExit) as caught:
-        migrate.main()
-    result = json.loads(capsys.readouterr().out)
-    return caught.value.code, result
+    return run_module_main(migrate.main, args, capsys, check_mode, diff)
 
 
 @pytest.fixture
