@@ -13,6 +13,8 @@ COLL_LINK   := $(COLLECTIONS)/ansible_collections/virtops/migration
 SANITY_TREE := $(REPO)/build/sanity/ansible_collections/virtops/migration
 LAB         := $(PY) $(REPO)/lab/virtops_lab.py
 LAB_NAME    ?= vtl
+BENCH_LAB   ?= vtb
+BENCH_OUT   ?= $(REPO)/docs/benchmarks
 
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
@@ -34,6 +36,7 @@ HOST_PACKAGES := systemd-container debootstrap iptables apt-cacher-ng util-linux
 help:
 	@echo "make demo        build the lab, bootstrap it with the roles, migrate and evacuate VMs over TLS"
 	@echo "make test        every test: ruff, ansible-lint, ansible-test sanity, unit, lab integration, molecule"
+	@echo "make bench       benchmarks on the lab: results (JSON, markdown, PNG plots) in $(BENCH_OUT)"
 	@echo "make lab-up | lab-down | lab-status    the lab of real Debian 12 hosts (LAB_NAME=$(LAB_NAME))"
 
 setup: host-packages venv collection-link
@@ -112,6 +115,11 @@ molecule: setup
 	  echo "=== molecule scenario $$scenario"; \
 	  molecule test -s $$scenario || exit 1; \
 	done
+
+# Benchmarks on a lab of their own (BENCH_LAB), bootstrapped by the collection, taken down after.
+bench: setup
+	status=0; $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
+	$(LAB) down --name $(BENCH_LAB); exit $$status
 
 clean:
 	rm -rf build tests/output .pytest_cache

@@ -13,6 +13,8 @@ import migrate_support
 import pytest
 from labtools import Lab, lab_command
 
+pytest_plugins = ["fault_table"]
+
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:

@@ -213,3 +213,48 @@ def start_playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = No
     """Start a playbook in its own process group (so the whole run can be killed)."""
     return subprocess.Popen(playbook_text_cmd(path, extra_vars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=text_env(), cwd=REPO, start_new_session=True)
+
+
+# ---------------------------------------------------------------------------
+# What a guest wrote to its NFS-backed disk (Linux guests created with "counter": true)
+
+STORAGE_HOST = "nfs1"
+NFS_EXPORT = "/srv/vmimages"
+COUNTER_SECTOR = 1024  # guest-init's COUNTER_SECTOR
+
+
+@dataclass(frozen=True)
+class DiskMark:
+    """The guest's counter and a digest of the rest of its disk, read on the NFS server."""
+
+    counter: int
+    rest_sha256: str
+
+
+def disk_mark(name: str) -> DiskMark:
+    """Read the image on the export: the counter sector and a SHA-256 of every other byte."""
+    image = f"{NFS_EXPORT}/{name}.img"
+    script = (f"set -e; dd if={image} bs=512 skip={COUNTER_SECTOR} count=1 status=none | head -c 64 | tr -d '\\0'; echo;"
+              f" {{ head -c {COUNTER_SECTOR * 512} {image}; tail -c +{COUNTER_SECTOR * 512 + 513} {image}; }}"
+              " | sha256sum | cut -d' ' -f1")
+    proc = ssh(STORAGE_HOST, script)
+    assert proc.returncode == 0, f"reading {image} on {STORAGE_HOST}: {proc.stderr}"
+    counter_line, digest = proc.stdout.splitlines()[-2:]
+    words = counter_line.split()
+    counter = int(words[1]) if len(words) == 2 and words[0] == "virtops-counter" else 0
+    return DiskMark(counter, digest.strip())
+
+
+def wait_for_counter_past(name: str, value: int, timeout: float = 60) -> DiskMark:
+    """Wait until the guest has written a counter above ``value`` (it is running and its writes land)."""
+    def advanced() -> DiskMark | None:
+        mark = disk_mark(name)
+        return mark if mark.counter > value else None
+    return wait_for(advanced, timeout, interval=1, what=f"{name} to write a counter above {value}")
+
+
+def assert_disk_intact_and_written(name: str, before: DiskMark, timeout: float = 60) -> DiskMark:
+    """The rest of the disk is as it was and the guest writes on: the counter goes past ``before``."""
+    after = wait_for_counter_past(name, before.counter, timeout)
+    assert after.rest_sha256 == before.rest_sha256, f"{name}: disk content changed outside the counter sector"
+    return after
