@@ -258,3 +258,76 @@ def assert_disk_intact_and_written(name: str, before: DiskMark, timeout: float =
     after = wait_for_counter_past(name, before.counter, timeout)
     assert after.rest_sha256 == before.rest_sha256, f"{name}: disk content changed outside the counter sector"
     return after
+
+
+# ---------------------------------------------------------------------------
+# Files swapped on a host for one case and put back; what the hosts hold, to compare
+
+
+def ssh_input(host: str, command: str, data: bytes, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Like ``ssh`` with ``data`` on the command's stdin (bytes in, text out)."""
+    cmd = ["ssh", "-i", str(LAB_STATE / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={LAB_STATE / 'ssh' / 'known_hosts'}",
+           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{host_address(host)}", command]
+    proc = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, check=False)
+    return subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout.decode(errors="replace"),
+                                       proc.stderr.decode(errors="replace"))
+
+
+def file_checksums(host: str, paths: list[str]) -> dict[str, str]:
+    """SHA-256 of each path on ``host`` ("absent" for a missing file)."""
+    script = "; ".join(f"if [ -e {p} ]; then sha256sum {p}; else echo absent {p}; fi" for p in paths)
+    proc = ssh(host, script)
+    assert proc.returncode == 0, f"{host}: checksums: {proc.stderr}"
+    return {path: digest for digest, path in (line.split(None, 1) for line in proc.stdout.splitlines())}
+
+
+SWAP_BACKUP = "/root/.virtops-test-swap"
+
+
+def restore_swapped(host: str) -> None:
+    """Put back the files a swap saved on ``host`` (also a swap left behind by an interrupted run)."""
+    proc = ssh(host, f"set -e; if [ -d {SWAP_BACKUP} ]; then cd {SWAP_BACKUP}; find . -type f | while read -r f;"
+                     f" do cp -a \"$f\" \"/${{f#./}}\"; done; cd /; rm -rf {SWAP_BACKUP}; fi")
+    assert proc.returncode == 0, f"{host}: restoring the swapped files failed: {proc.stderr}"
+
+
+class swapped_files:  # noqa: N801 - used as a context manager, like contextlib's
+    """``with swapped_files(host, {path: content}):`` writes the contents in place (owner and mode kept),
+    saving the originals on the host; on exit they are copied back and their checksums compared."""
+
+    def __init__(self, host: str, files: dict[str, bytes]) -> None:
+        self.host, self.files = host, files
+        self.before: dict[str, str] = {}
+
+    def __enter__(self) -> swapped_files:
+        restore_swapped(self.host)
+        paths = list(self.files)
+        self.before = file_checksums(self.host, paths)
+        assert "absent" not in self.before.values(), f"{self.host}: nothing to swap: {self.before}"
+        proc = ssh(self.host, f"set -e; mkdir -m 0700 {SWAP_BACKUP}; cp -a --parents {' '.join(paths)} {SWAP_BACKUP}/")
+        assert proc.returncode == 0, f"{self.host}: saving {paths}: {proc.stderr}"
+        try:
+            for path, content in self.files.items():
+                wrote = ssh_input(self.host, f"cat > {path}", content)
+                assert wrote.returncode == 0, f"{self.host}: writing {path}: {wrote.stderr}"
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        restore_swapped(self.host)
+        after = file_checksums(self.host, list(self.files))
+        assert after == self.before, f"{self.host}: the swapped files were not restored: {after} != {self.before}"
+
+
+def hypervisor_snapshot(hosts: tuple[str, ...] = ("hv1", "hv2", "hv3")) -> dict[str, str]:
+    """Per host, every domain's name, state and XML (``virsh dumpxml``), to compare before/after."""
+    script = ("for d in $(virsh list --all --name | sort); do echo \"== $d $(virsh domstate $d)\";"
+              " virsh dumpxml $d; done")
+    found = {}
+    for host in hosts:
+        proc = ssh(host, script)
+        assert proc.returncode == 0, f"{host}: listing domains: {proc.stderr}"
+        found[host] = proc.stdout
+    return found
