@@ -263,6 +263,9 @@ def assert_disk_intact_and_written(name: str, before: DiskMark, timeout: float =
 # ---------------------------------------------------------------------------
 # Files swapped on a host for one case and put back; what the hosts hold, to compare
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 def ssh_input(host: str, command: str, data: bytes, timeout: float = 60) -> subprocess.CompletedProcess:
     """Like ``ssh`` with ``data`` on the command's stdin (bytes in, text out)."""
@@ -291,34 +294,25 @@ def restore_swapped(host: str) -> None:
     assert proc.returncode == 0, f"{host}: restoring the swapped files failed: {proc.stderr}"
 
 
-class swapped_files:  # noqa: N801 - used as a context manager, like contextlib's
-    """``with swapped_files(host, {path: content}):`` writes the contents in place (owner and mode kept),
-    saving the originals on the host; on exit they are copied back and their checksums compared."""
-
-    def __init__(self, host: str, files: dict[str, bytes]) -> None:
-        self.host, self.files = host, files
-        self.before: dict[str, str] = {}
-
-    def __enter__(self) -> swapped_files:
-        restore_swapped(self.host)
-        paths = list(self.files)
-        self.before = file_checksums(self.host, paths)
-        assert "absent" not in self.before.values(), f"{self.host}: nothing to swap: {self.before}"
-        proc = ssh(self.host, f"set -e; mkdir -m 0700 {SWAP_BACKUP}; cp -a --parents {' '.join(paths)} {SWAP_BACKUP}/")
-        assert proc.returncode == 0, f"{self.host}: saving {paths}: {proc.stderr}"
-        try:
-            for path, content in self.files.items():
-                wrote = ssh_input(self.host, f"cat > {path}", content)
-                assert wrote.returncode == 0, f"{self.host}: writing {path}: {wrote.stderr}"
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        restore_swapped(self.host)
-        after = file_checksums(self.host, list(self.files))
-        assert after == self.before, f"{self.host}: the swapped files were not restored: {after} != {self.before}"
+@contextmanager
+def swapped_files(host: str, files: dict[str, bytes]) -> Iterator[None]:
+    """Write each content in place of its path on ``host`` (owner and mode kept), saving the originals on
+    the host; on exit they are copied back and their checksums compared with the ones before."""
+    restore_swapped(host)
+    paths = list(files)
+    before = file_checksums(host, paths)
+    assert "absent" not in before.values(), f"{host}: nothing to swap: {before}"
+    proc = ssh(host, f"set -e; mkdir -m 0700 {SWAP_BACKUP}; cp -a --parents {' '.join(paths)} {SWAP_BACKUP}/")
+    assert proc.returncode == 0, f"{host}: saving {paths}: {proc.stderr}"
+    try:
+        for path, content in files.items():
+            wrote = ssh_input(host, f"cat > {path}", content)
+            assert wrote.returncode == 0, f"{host}: writing {path}: {wrote.stderr}"
+        yield
+    finally:
+        restore_swapped(host)
+        after = file_checksums(host, paths)
+        assert after == before, f"{host}: the swapped files were not restored: {after} != {before}"
 
 
 def hypervisor_snapshot(hosts: tuple[str, ...] = ("hv1", "hv2", "hv3")) -> dict[str, str]:
