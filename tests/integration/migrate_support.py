@@ -234,7 +234,7 @@ class DiskMark:
 def disk_mark(name: str) -> DiskMark:
     """Read the image on the export: the counter sector and a SHA-256 of every other byte."""
     image = f"{NFS_EXPORT}/{name}.img"
-    script = (f"set -e; dd if={image} bs=512 skip={COUNTER_SECTOR} count=1 status=none | head -c 64 | tr -d '\\0'; echo;"
+    script = (f"set -e; dd if={image} bs=512 skip={COUNTER_SECTOR} count=1 status=none | head -c 64 | tr -d '\\0\\n'; echo;"
               f" {{ head -c {COUNTER_SECTOR * 512} {image}; tail -c +{COUNTER_SECTOR * 512 + 513} {image}; }}"
               " | sha256sum | cut -d' ' -f1")
     proc = ssh(STORAGE_HOST, script)
@@ -325,3 +325,96 @@ def hypervisor_snapshot(hosts: tuple[str, ...] = ("hv1", "hv2", "hv3")) -> dict[
         assert proc.returncode == 0, f"{host}: listing domains: {proc.stderr}"
         found[host] = proc.stdout
     return found
+
+
+# ---------------------------------------------------------------------------
+# Faults: libvirt daemons stopped or killed, links cut, where a guest runs on every hypervisor
+
+HYPERVISORS = ("hv1", "hv2", "hv3")
+
+
+def libvirt_daemon(host: str) -> str:
+    """The daemon that serves qemu:///system on ``host``: virtqemud (modular) or libvirtd (monolithic)."""
+    proc = ssh(host, "systemctl is-enabled virtqemud.service virtqemud.socket 2>/dev/null | grep -qx enabled"
+                     " && echo virtqemud || echo libvirtd")
+    return proc.stdout.strip() or "libvirtd"
+
+
+def libvirt_units(host: str) -> list[str]:
+    """The daemon's service and socket units that are active now (to start again after a fault)."""
+    daemon = libvirt_daemon(host)
+    proc = ssh(host, f"systemctl list-units --state=active --no-legend --plain '{daemon}*' | cut -d' ' -f1")
+    return sorted(unit for unit in proc.stdout.split() if unit.endswith((".service", ".socket")))
+
+
+def stop_libvirt(host: str) -> None:
+    """Stop the daemon and every socket that would start it again (the host's libvirt is down)."""
+    daemon = libvirt_daemon(host)
+    proc = ssh(host, f"systemctl stop {daemon}.socket {daemon}-ro.socket {daemon}-admin.socket"
+                     f" {daemon}-tls.socket {daemon}-tcp.socket {daemon}.service 2>&1; systemctl is-active {daemon}.service")
+    assert proc.stdout.strip().splitlines()[-1] in ("inactive", "failed"), proc.stdout + proc.stderr
+
+
+def kill_libvirt(host: str, keep_down: bool = False) -> int:
+    """SIGKILL the daemon's main process (its guests' QEMU processes live on); its pid.
+
+    keep_down stops the units first, so neither systemd nor socket activation brings it back.
+    """
+    daemon = libvirt_daemon(host)
+    pid = int(ssh(host, f"systemctl show -p MainPID --value {daemon}.service").stdout.strip() or 0)
+    assert pid > 0, f"{daemon} does not run on {host}"
+    if keep_down:
+        sockets = " ".join(f"{daemon}{suffix}.socket" for suffix in ("", "-ro", "-admin", "-tls", "-tcp"))
+        proc = ssh(host, f"systemctl stop {sockets} 2>/dev/null; kill -KILL {pid}; "
+                         f"systemctl kill -s KILL {daemon}.service 2>/dev/null; systemctl stop {daemon}.service")
+    else:
+        proc = ssh(host, f"kill -KILL {pid}")
+    assert proc.returncode == 0, proc.stderr
+    return pid
+
+
+def start_libvirt(host: str, units: list[str]) -> None:
+    """Start the units again (after stop_libvirt/kill_libvirt) and wait until virsh answers."""
+    ssh(host, "systemctl reset-failed; systemctl start " + " ".join(units))
+    wait_for(lambda: ssh(host, "virsh -q uri").returncode == 0, timeout=60, what=f"libvirt on {host}")
+
+
+def veth(host: str) -> str:
+    """The controller's end of the host's link to the lab bridge (systemd-nspawn's vb-MACHINE)."""
+    return f"vb-{LAB_NAME}-{host}"[:15]
+
+
+def set_link(host: str, up: bool) -> None:
+    """Cut (up=False) or restore the host's only network link, from the controller."""
+    subprocess.run(["ip", "link", "set", veth(host), "up" if up else "down"], check=True, timeout=30)
+
+
+def link_is_up(host: str) -> bool:
+    proc = subprocess.run(["ip", "-o", "link", "show", veth(host)], capture_output=True, text=True, check=False)
+    return "state UP" in proc.stdout or ",UP" in proc.stdout
+
+
+def whereabouts(name: str, hosts: tuple[str, ...] = HYPERVISORS) -> dict[str, dict[str, Any]]:
+    """``{host: {present, state, persistent}}`` of a domain on every hypervisor that holds it."""
+    return {host: info for host in hosts if (info := domain(host, name))["present"]}
+
+
+def job_running(host: str, name: str) -> dict[str, str] | None:
+    """``virsh domjobinfo`` as a dict while a job of the domain is active on ``host``, else None."""
+    proc = ssh(host, f"virsh domjobinfo {name}")
+    info = {}
+    for line in proc.stdout.splitlines():
+        key, _colon, value = line.partition(":")
+        info[key.strip()] = value.strip()
+    return info if proc.returncode == 0 and info.get("Job type") not in (None, "", "None") else None
+
+
+def wait_for_migration_underway(host: str, name: str, dest: str, timeout: float = 90) -> dict[str, str]:
+    """Wait until ``name``'s migration job runs on ``host`` and the incoming domain exists on ``dest``."""
+    def underway() -> dict[str, str] | None:
+        info = job_running(host, name)
+        if info is None or not domain(dest, name)["present"]:
+            return None
+        return info if info.get("Data processed", "0").split()[0] not in ("0", "0.000") else None
+    return wait_for(underway, timeout, interval=0.5, what=f"{name}'s migration from {host} to {dest} to run")
+
