@@ -19,6 +19,7 @@ Commands: ``up`` (idempotent: a healthy lab of the same topology is kept),
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import hashlib
 import ipaddress
@@ -30,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -678,6 +680,28 @@ def lab_is_healthy(topology: Topology, paths: Paths) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def sweep_lock() -> Iterator[None]:
+    """Serialise the leftover sweep and the first steps of every `up` on this machine."""
+    STATE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(STATE_ROOT / ".up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def remove_leftovers(name: str) -> None:
+    """Tear down what this lab left, and every other lab none of whose processes is alive."""
+    for lab in sorted(known_labs()):
+        if lab == name:
+            log(f"removing what lab {lab} left behind")
+            teardown(lab)
+        elif not lab_processes(lab):
+            log(f"removing the leftovers of lab {lab} (none of its processes is alive)")
+            teardown(lab)
+        else:
+            log(f"note: lab {lab} is running too; on this machine, names it shares with {name} resolve to {name}")
+
+
 def up(topology: Topology, recreate: bool) -> None:
     started = time.monotonic()
     paths = Paths(topology)
@@ -685,21 +709,16 @@ def up(topology: Topology, recreate: bool) -> None:
         write_inventory(topology, paths)
         log(f"lab {topology.name} is already up and healthy; inventory: {paths.inventory_dir}")
         return
-    for lab in sorted(known_labs()):
-        if lab == topology.name:
-            log(f"removing what lab {lab} left behind")
-            teardown(lab)
-        elif not lab_processes(lab):
-            log(f"removing the leftovers of lab {lab} (none of its processes is alive)")
-            teardown(lab)
-        else:
-            log(f"note: lab {lab} is running too; on this machine, names it shares with {topology.name} resolve to {topology.name}")
     root = ensure_root()
     kvm = prepare_kvm(root)
-    paths.state.mkdir(parents=True, exist_ok=True)
-    public_key = setup_ssh(paths)
-    setup_network(topology)
-    start_apt_cache(topology)
+    with sweep_lock():
+        # Under the lock until this lab has a live process: a lab that another `up` is
+        # building at the same moment never looks like a dead leftover to this one.
+        remove_leftovers(topology.name)
+        paths.state.mkdir(parents=True, exist_ok=True)
+        public_key = setup_ssh(paths)
+        setup_network(topology)
+        start_apt_cache(topology)
     write_hosts_file_block(topology.name, [f"{a}\t{n}" for a, n in lab_name_table(topology)])
     for host in topology.hosts:
         merged = prepare_machine(topology, paths, root, host, public_key)
