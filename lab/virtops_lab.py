@@ -653,6 +653,21 @@ def write_inventory(topology: Topology, paths: Paths) -> Path:
     return inventory
 
 
+# Every machine runs a systemd, and each systemd (and its journald, logind, udev...) takes
+# inotify instances from one per-user pool (all machines run as root): Debian's default of
+# 128 instances runs out at about five labs side by side, and a machine's PID 1 then fails
+# to start ("Too many open files"). Raised, never lowered.
+INOTIFY_MINIMUMS = {"fs/inotify/max_user_instances": 8192, "fs/inotify/max_user_watches": 1048576}
+
+
+def raise_inotify_limits() -> None:
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = Path("/proc/sys") / key
+        if int(path.read_text()) < minimum:
+            path.write_text(str(minimum))
+            log(f"raised {key.replace('/', '.')} to {minimum} (machines' systemd need inotify instances)")
+
+
 def prepare_kvm(root: Path) -> bool:
     """Give the machines /dev/kvm, owned by the root's kvm group, 0660 (LAB.md). Guests still default to TCG."""
     kvm = Path("/dev/kvm")
@@ -711,6 +726,7 @@ def up(topology: Topology, recreate: bool) -> None:
         return
     root = ensure_root()
     kvm = prepare_kvm(root)
+    raise_inotify_limits()
     with sweep_lock():
         # Under the lock until this lab has a live process: a lab that another `up` is
         # building at the same moment never looks like a dead leftover to this one.
