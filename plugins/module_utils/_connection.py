@@ -14,7 +14,9 @@ URI form (libvirt docs/uri.rst):
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -200,27 +202,96 @@ def validate_dest_uri(
     return source, dest
 
 
-CONNECTION_HINTS = (
-    ("certificate", ("check the CA (/etc/pki/CA/cacert.pem) and the client/server certificates: "
-     "issuer, validity dates, and that the server certificate's SANs contain the URI's host name")),
-    ("not allowed", "add this client's certificate DN to tls_allowed_dn_list on the remote libvirtd"),
-    ("expired", "renew the expired certificate (libvirt_pki role)"),
-    ("authentication", "check the SASL user/password or the ssh key for this URI"),
-    ("connection refused", ("libvirtd is not listening there: check libvirtd-tls.socket / "
-     "libvirtd-tcp.socket on the remote host and the port in the URI")),
-    ("no route", "the host is unreachable: check the network and the host name in the URI"),
-    ("name or service not known", "the host name does not resolve on this machine"),
-    ("failed to connect socket", "libvirtd is not running or the socket is not accessible"),
+CA_FILE = "/etc/pki/CA/cacert.pem"
+CLIENT_CERT_FILE = "/etc/pki/libvirt/clientcert.pem"
+RENEW_HINT = "renew it (the libvirt_pki role reissues certificates that expire within libvirt_pki_renew_days)"
+
+# (needle in libvirt's text, lower case) -> (the cause, what to do next); the most specific first.
+CONNECTION_DIAGNOSES = (
+    ("has expired", ("a TLS certificate has expired", RENEW_HINT)),
+    ("is not yet active", ("a TLS certificate is not yet valid",
+                           "check the clocks of both hosts (NTP) or wait until the certificate's start date")),
+    ("our own certificate", (
+        "this host's client certificate is not signed by a CA in its CA file (unknown CA, another PKI's certificate)",
+        f"reissue the client certificate from the cluster's CA (libvirt_pki role), or install that CA as {CA_FILE}")),
+    ("unable to read tls confirmation", (
+        ("the remote libvirtd refused this host's client certificate after the TLS handshake: its DN is not in the "
+        "remote tls_allowed_dn_list, or the remote does not trust its CA or dates"),
+        "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
+        "libvirtd (libvirtd role: libvirtd_tls_allowed_dn_list/_extra); the remote's libvirtd journal names the reason")),
+    ("server verification (of our certificate", (
+        ("the remote libvirtd refused this host's client certificate: its DN is not in tls_allowed_dn_list, or its "
+        "CA or dates are not accepted there"),
+        "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
+        "libvirtd; the remote's libvirtd journal names the reason")),
+    ("not allowed", ("the client's DN is not allowed by the remote libvirtd",
+                     "add this client's certificate DN to tls_allowed_dn_list on the remote libvirtd")),
+    ("certificate", ("TLS certificate verification failed",
+                     (f"check the CA ({CA_FILE}) and the client/server certificates: issuer, validity dates, and that "
+                     "the server certificate's SANs contain the URI's host name"))),
+    ("authentication", (None, "check the SASL user/password or the ssh key for this URI")),
+    ("connection refused", (None, ("libvirtd is not listening there: check libvirtd-tls.socket / "
+                                  "libvirtd-tcp.socket on the remote host and the port in the URI"))),
+    ("no route", (None, "the host is unreachable: check the network and the host name in the URI")),
+    ("name or service not known", (None, "the host name does not resolve on this machine")),
+    ("failed to connect socket", (None, "libvirtd is not running or the socket is not accessible")),
 )
+CONNECTION_HINTS = tuple((needle, hint) for needle, (_cause, hint) in CONNECTION_DIAGNOSES)
+
+
+def connection_diagnosis(libvirt_text: str) -> tuple[str | None, str]:
+    """The cause (None when libvirt's text says it well enough) and what to do next, from libvirt's text."""
+    lowered = libvirt_text.lower()
+    for needle, (cause, hint) in CONNECTION_DIAGNOSES:
+        if needle in lowered:
+            return cause, hint
+    return None, "check that libvirtd runs on that host and that this URI works with virsh -c"
 
 
 def connection_hint(libvirt_text: str) -> str:
     """Pick what-to-do-next advice for a failed connection from libvirt's text."""
-    lowered = libvirt_text.lower()
-    for needle, hint in CONNECTION_HINTS:
-        if needle in lowered:
-            return hint
-    return "check that libvirtd runs on that host and that this URI works with virsh -c"
+    return connection_diagnosis(libvirt_text)[1]
+
+
+def client_ca_file(uri: LibvirtURI) -> str:
+    """The CA file libvirt's client uses for this URI (pkipath, else the system or the user's tree)."""
+    pkipath = uri.query.get("pkipath")
+    if pkipath:
+        return os.path.join(pkipath[0], "cacert.pem")
+    user_ca = os.path.expanduser("~/.pki/libvirt/cacert.pem")
+    if os.geteuid() != 0 and os.path.exists(user_ca):
+        return user_ca
+    return CA_FILE
+
+
+def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: float = 10.0) -> tuple[str, str] | None:
+    """Why the server certificate at host:port fails here: (cause, next step), or None.
+
+    libvirt reports only "Failed to verify peer's certificate"; a TLS handshake of our own (no client
+    certificate, nothing sent) tells an unknown CA or an expired certificate from a name that is not in
+    the certificate's SANs.
+    """
+    for check_hostname in (False, True):
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+            context.check_hostname = check_hostname
+            with socket.create_connection((host, port), timeout=timeout) as raw, \
+                    context.wrap_socket(raw, server_hostname=host):
+                pass
+        except ssl.SSLCertVerificationError as exc:
+            reason = exc.verify_message or str(exc)
+            if check_hostname:
+                return (f"the server certificate does not name {host}: {reason}",
+                        (f"use a host name or address that is in the server certificate's SANs in the URI, or add {host} "
+                        "to them (libvirt_pki_server_dns_names / libvirt_pki_server_extra_sans) and reissue it"))
+            if "expired" in reason:
+                return f"the server certificate has expired: {reason}", RENEW_HINT + " on the remote host"
+            return (f"the server certificate does not verify against {ca_file}: {reason}",
+                    (f"issue the remote host's certificate from the CA in {ca_file} (libvirt_pki role), or install "
+                    "the CA that signed it"))
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def open_connection(uri: str, role: str = "source", **context: Any) -> Any:
@@ -231,7 +302,16 @@ def open_connection(uri: str, role: str = "source", **context: Any) -> Any:
         error = ConnectionFailed.from_libvirt(
             f"connect to {role}", exc, message=f"cannot open {uri}", **context
         )
-        error.hint = connection_hint(error.libvirt_error or "")
+        text = error.libvirt_error or ""
+        cause, error.hint = connection_diagnosis(text)
+        if "failed to verify peer's certificate" in text.lower():
+            parsed = parse_uri(uri, "dest_uri" if role == "destination" else "uri")
+            if parsed.effective_transport == "tls" and parsed.host:
+                found = diagnose_server_certificate(parsed.host, parsed.effective_port or 16514, client_ca_file(parsed))
+                if found:
+                    cause, error.hint = found
+        if cause:
+            error.message = f"cannot open {uri}: {cause}"
         raise error.with_context()
     if conn is None:  # very old bindings returned None instead of raising
         raise ConnectionFailed(f"connect to {role}", f"cannot open {uri}", **context)

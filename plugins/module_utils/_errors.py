@@ -101,9 +101,9 @@ class MigrationError(Exception):
         text = f"{self.operation} failed"
         if where:
             text += " ({})".format(", ".join(where))
-        text += f": {self.message}"
+        text += ": " + self.message.rstrip(".")
         if self.libvirt_error:
-            text += f". libvirt said: {self.libvirt_error}"
+            text += ". libvirt said: " + self.libvirt_error.rstrip(".")
         if self.hint:
             text += f". Next: {self.hint}"
         return text
