@@ -226,10 +226,11 @@ TLS_CASES = [
 
 # What the module's error must say: (the cause, what to do next), as regular expressions.
 TLS_EXPECTED = {
-    "foreign-ca": (r"known issuer|unknown CA", r"libvirt_pki|CA"),
-    "dn-not-allowed": (r"tls_allowed_dn_list", r"tls_allowed_dn_list"),
-    "name-mismatch": (r"does not match the hostname", r"SAN"),
-    "expired": (r"expired", r"renew"),
+    "foreign-ca": (r"unknown CA.*not trusted", r"reissue the client certificate from the cluster's CA"),
+    "dn-not-allowed": (r"refused this host's client certificate.*DN is not in the remote tls_allowed_dn_list",
+                       r"add this client's DN .* to tls_allowed_dn_list"),
+    "name-mismatch": (rf"server certificate does not name {re.escape(MISMATCH_NAME)}", r"in the server certificate's SANs"),
+    "expired": (r"clientcert\.pem has expired", r"renew"),
 }
 
 
@@ -444,8 +445,7 @@ def secrets_run(lab_ready, tmp_path_factory):
     config_before = lab.file_checksums(SPARE, LIBVIRTD_CONFIG)
     sasl_saved = {path: lab.ssh(SPARE, f"base64 -w0 {path}").stdout if digest != "absent" else None
                   for path, digest in lab.file_checksums(SPARE, SASL_FILES).items()}
-    save = lab.ssh(SPARE, "set -e; rm -rf /root/.virtops-test-certs; mkdir -m 0700 /root/.virtops-test-certs; "
-                          f"cp -a --parents {' '.join(HOST_CERTS)} /root/.virtops-test-certs/")
+    save = lab.ssh(SPARE, "rm -rf /root/.virtops-test-certs; " + lab.save_files_script(HOST_CERTS, "/root/.virtops-test-certs"))
     assert save.returncode == 0, save.stderr
     parts = []
     try:
