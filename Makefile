@@ -110,11 +110,10 @@ integration: setup
 	status=0; $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
 	$(LAB) down --name $(LAB_NAME); exit $$status
 
+# Every scenario on a lab of its own, MOLECULE_JOBS at a time (logs in build/molecule-logs/).
+MOLECULE_JOBS ?= 2
 molecule: setup
-	@for scenario in $$(ls -d molecule/*/molecule.yml | xargs -n1 dirname | xargs -n1 basename); do \
-	  echo "=== molecule scenario $$scenario"; \
-	  molecule test -s $$scenario || exit 1; \
-	done
+	$(PY) tests/run_molecule.py --jobs $(MOLECULE_JOBS)
 
 # Benchmarks on a lab of their own (BENCH_LAB), bootstrapped by the collection, taken down after.
 bench: setup
