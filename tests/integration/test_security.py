@@ -88,11 +88,11 @@ def lab_ca() -> Issued:
     return Issued(x509.load_pem_x509_certificate(CA_CERT.read_bytes()), key)
 
 
-def foreign_ca() -> Issued:
-    """Another CA with the same names as the lab's (only its key differs)."""
+def foreign_ca(common_name: str = ORGANIZATION) -> Issued:
+    """Another CA, by default with the same names as the lab's (only its key differs)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    name = _name(ORGANIZATION)
+    name = _name(common_name)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
@@ -303,12 +303,14 @@ def test_tcp_port_closed_everywhere(lab_ready, observed):
                                                 "with the admin's DN, and a lab-CA certificate with an unlisted DN",
                          expected="each hypervisor refuses both (its journal names why); the admin certificate works")
 def test_rogue_tls_clients_refused(lab_ready, tmp_path, observed):
+    # The foreign CA bears the lab CA's names (a CA of another name is not in the server's list of acceptable
+    # issuers, so libvirt's client would not even send the certificate); the client trusts both CAs, so it
+    # sends its certificate and the server's verdict lands in the server's journal.
     ours, foreign = lab_ca(), foreign_ca()
-    # The foreign client also trusts the lab CA, so it gets past its own checks and the server decides.
     foreign_dir = pkipath(tmp_path / "foreign", issue(foreign, ADMIN_CN), [ours, foreign])
     unlisted_dir = pkipath(tmp_path / "unlisted", issue(ours, "intruder"), [ours])
     since = int(time.time()) - 1
-    outcome = {}
+    outcome, reasons = {}, {}
     for host in HYPERVISORS:
         for label, directory in (("admin", ADMIN_DIR), ("foreign-ca", foreign_dir), ("unlisted-dn", unlisted_dir)):
             proc = subprocess.run(["virsh", "-c", f"qemu+tls://{fqdn(host)}/system?pkipath={directory}", "hostname"],
@@ -320,13 +322,16 @@ def test_rogue_tls_clients_refused(lab_ready, tmp_path, observed):
 
         def journal_names_both(host=host):
             text = lab.ssh(host, f"journalctl -u libvirtd.service --since @{since} --no-pager -o cat").stdout
-            return ("certificate hasn't got a known issuer" in text
+            return (re.search(r"Certificate failed validation: The certificate (hasn't got a known issuer|is not "
+                              r"trusted)", text)
                     and "Distinguished Name is not on the list of allowed clients" in text) and text
         lab.wait_for(journal_names_both, timeout=20, what=f"{host}'s journal to record both refusals")
-    client_side = outcome[(SOURCE, "foreign-ca")][2].splitlines()[-1] if outcome[(SOURCE, "foreign-ca")][2] else "-"
-    observed(f"hv1, hv2, hv3 refused both (virsh: '{short(client_side, 160)}'); their journals: \"certificate "
-             "hasn't got a known issuer\" and \"Distinguished Name is not on the list of allowed clients\"; "
-             "admin certificate answered by each")
+        reasons[host] = re.search(r"The certificate (hasn't got a known issuer|is not trusted)",
+                                  journal_names_both()).group(0)
+    said = {label: short(outcome[(SOURCE, label)][2].splitlines()[-1], 120) for label in ("foreign-ca", "unlisted-dn")}
+    observed(f"hv1, hv2, hv3 refused both; virsh said '{said['foreign-ca']}' / '{said['unlisted-dn']}'; their "
+             f"journals: '{reasons[SOURCE]}' (foreign CA) and 'Client's Distinguished Name is not on the list of "
+             "allowed clients'; the admin certificate was answered by each")
 
 
 @pytest.mark.fault_table(area="defaults", fault="private key files on the hypervisors and the controller",
@@ -645,7 +650,9 @@ def test_role_refuses_insecure_settings(lab_ready, role, host, variables, expect
     listening = listeners(host)
     run = lab.playbook(APPLY_ROLE, dict({"virtops_test_role": role, "virtops_test_target": host}, **variables))
     failed = [r for r in run.results(host) if r.get("failed")]
-    message = " ".join(str(r.get("msg", "")) for r in failed) or run.stderr[-500:]
+    # A looped assert fails with "One or more items failed"; each item carries its own message.
+    messages = [item.get("msg", "") for r in failed for item in r.get("results", []) if item.get("failed")]
+    message = " ".join(messages or [str(r.get("msg", "")) for r in failed]) or run.stderr[-500:]
     observed(f"{role} on {host} failed at '{failed[0]['_task'] if failed else '?'}': {short(message, 300)}")
     assert run.rc != 0 and failed, run.describe()
     assert re.search(expect, message), message
