@@ -294,6 +294,12 @@ def restore_swapped(host: str) -> None:
     assert proc.returncode == 0, f"{host}: restoring the swapped files failed: {proc.stderr}"
 
 
+def save_files_script(paths: list[str], backup: str) -> str:
+    """Shell: copy each path (owner, mode, times kept) under ``backup`` at the same relative path."""
+    copies = "; ".join(f"mkdir -p {backup}$(dirname {p}); cp -a {p} {backup}{p}" for p in paths)
+    return f"set -e; mkdir -p -m 0700 {backup}; {copies}"
+
+
 @contextmanager
 def swapped_files(host: str, files: dict[str, bytes]) -> Iterator[None]:
     """Write each content in place of its path on ``host`` (owner and mode kept), saving the originals on
@@ -302,9 +308,9 @@ def swapped_files(host: str, files: dict[str, bytes]) -> Iterator[None]:
     paths = list(files)
     before = file_checksums(host, paths)
     assert "absent" not in before.values(), f"{host}: nothing to swap: {before}"
-    proc = ssh(host, f"set -e; mkdir -m 0700 {SWAP_BACKUP}; cp -a --parents {' '.join(paths)} {SWAP_BACKUP}/")
-    assert proc.returncode == 0, f"{host}: saving {paths}: {proc.stderr}"
     try:
+        proc = ssh(host, save_files_script(paths, SWAP_BACKUP))
+        assert proc.returncode == 0, f"{host}: saving {paths}: {proc.stderr}"
         for path, content in files.items():
             wrote = ssh_input(host, f"cat > {path}", content)
             assert wrote.returncode == 0, f"{host}: writing {path}: {wrote.stderr}"
