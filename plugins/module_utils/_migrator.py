@@ -167,6 +167,7 @@ class Migrator:
         self.state = RunState()
         self.source_conn: Any = None
         self.dest_conn: Any = None
+        self.unreachable: set[str] = set()  # sides whose lost connection could not be reopened
 
     # -- helpers ------------------------------------------------------------
 
@@ -366,8 +367,13 @@ class Migrator:
         source = self.state.observed.source if self.state.observed else None
         memory_bytes = (source.max_memory_kib if source else 0) * 1024
         policy = ConvergencePolicy(self.request.convergence, memory_bytes, self.clock())
-        monitor = MigrationMonitor(self.state.source_dom, policy, self.clock, self.wait)
-        outcome = monitor.run(self.start_call())
+        monitor_conn = self.monitor_connection()
+        try:
+            watched = lookup_by_uuid(monitor_conn, self.request.uuid) if monitor_conn is not None else None
+            monitor = MigrationMonitor(watched or self.state.source_dom, policy, self.clock, self.wait)
+            outcome = monitor.run(self.start_call())
+        finally:
+            close_quietly(monitor_conn)
         self.state.policy_actions = policy.summary()
         self.state.warnings.extend(outcome.warnings)
         if outcome.error is None:
@@ -379,13 +385,50 @@ class Migrator:
             return
         self.recover_failed(outcome)
 
+    def monitor_connection(self) -> Any:
+        """A connection of the monitor's own to the source.
+
+        Job queries on the connection that is blocked in the migrate call can wait behind it for as
+        long as the migration runs; the policy (and the hard timeout) would never act.
+        """
+        try:
+            return self.connect(self.request.uri, "source", **self.context())
+        except MigrationError as error:
+            self.state.warnings.append(f"the job monitor shares the migration's connection: {error.message}")
+            return None
+
     # -- failure handling ---------------------------------------------------
 
+    def reconnect_if_lost(self, role: str) -> None:
+        """Reopen a connection the failure closed (its libvirtd restarted or the link broke)."""
+        attr = "source_conn" if role == "source" else "dest_conn"
+        conn = getattr(self, attr)
+        try:
+            if conn is not None and conn.isAlive():
+                return
+        except libvirt.libvirtError:
+            pass
+        close_quietly(conn)
+        uri = self.request.uri if role == "source" else self.request.dest_uri
+        try:
+            setattr(self, attr, self.connect(uri, role, **self.context()))
+        except MigrationError as error:
+            setattr(self, attr, None)
+            self.unreachable.add(role)
+            self.state.recovery.append(f"lost the connection to the {role} and could not reopen it "
+                                       f"({error.libvirt_error or error.message}): its side was not checked")
+            return
+        self.state.recovery.append(f"reconnected to the {role} (the connection was lost during the migration)")
+
     def refresh_source(self) -> DomainInfo | None:
+        if "source" in self.unreachable:
+            return None
         self.state.source_dom = lookup_by_uuid(self.source_conn, self.request.uuid)
         return describe_domain(self.state.source_dom) if self.state.source_dom is not None else None
 
     def refresh_dest(self) -> DomainInfo | None:
+        if "destination" in self.unreachable:
+            return None
         self.state.dest_dom = lookup_by_uuid(self.dest_conn, self.request.uuid)
         return describe_domain(self.state.dest_dom) if self.state.dest_dom is not None else None
 
@@ -437,9 +480,13 @@ class Migrator:
         error = outcome.error
         if not (error is not None):
             raise AssertionError("internal state: expected error is not None")
+        self.reconnect_if_lost("source")
+        self.reconnect_if_lost("destination")
+        self.refresh_source()
         self.abort_if_running()
         source, dest = self.refresh_source(), self.refresh_dest()
-        if dest is not None and dest.active and dest.state != PAUSED and (source is None or not source.active):
+        if not self.unreachable and dest is not None and dest.active and dest.state != PAUSED and \
+                (source is None or not source.active):
             self.state.warnings.append(f"libvirt reported an error ({libvirt_error_text(error)}) but the domain runs on the destination "
                                        "only: treated as migrated")
             return
@@ -457,10 +504,13 @@ class Migrator:
         after = placement(Observed(source, dest))
         runs_on = [side for side, info in (("source", source), ("destination", dest)) if info and info.active]
         message = "migration failed" + (" (aborted by the convergence policy)" if outcome.aborted else "")
-        message += "; the domain now runs on: %s" % (", ".join(runs_on) or "NO HOST")
+        unchecked = sorted(self.unreachable)
+        message += "; the domain now runs on: %s" % (", ".join(runs_on) or ("NO HOST" if not unchecked else "unknown"))
+        if unchecked:
+            message += " (the {} could not be checked)".format(" and ".join(unchecked))
         if self.state.recovery:
             message += "; recovery: {}".format("; ".join(self.state.recovery))
-        hint = ("fix the cause and re-run; re-running is safe" if runs_on == ["source"] else
+        hint = ("fix the cause and re-run; re-running is safe" if runs_on == ["source"] and not unchecked else
                 "inspect both hosts before re-running")
         raise MigrationFailed.from_libvirt(
             "migrate", error, message, hint=hint, details={
