@@ -7,8 +7,10 @@ A test marked ``@pytest.mark.fault_table(area=..., fault=..., expected=...)`` ta
 ``observed`` fixture and calls it with what it saw (the module's message, where the guest
 runs, the disk counter before and after). At the end of the session every marked test that
 ran becomes a row (area, fault, expected, observed, held = the test passed) of
-``build/fault-results/fault-results.{json,md}``; when every marked test ran, the markdown is
-also written to docs/fault-injection-results.md, the table the docs link to.
+``build/fault-results/fault-results.{json,md}``. When the session covered every test file that
+uses the marker and every marked test ran, the markdown is also written to
+docs/fault-injection-results.md, the table the docs link to (a run of one file or one test
+leaves that table alone).
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     config.stash[MARKED_KEY] = [item.nodeid for item in items if item.get_closest_marker(MARKER)]
+
+
+def files_using_the_marker() -> set[str]:
+    here = Path(__file__).resolve().parent
+    return {path.name for path in here.glob("test_*.py") if f"mark.{MARKER}" in path.read_text()}
+
+
+def covers_the_whole_table(config: pytest.Config, rows: list[dict]) -> bool:
+    ran = {row["test"] for row in rows if row["held"] is not None}
+    marked = set(config.stash[MARKED_KEY])
+    files = {nodeid.split("::", 1)[0].rsplit("/", 1)[-1] for nodeid in marked}
+    return ran == marked and files == files_using_the_marker()
 
 
 def _row(item: pytest.Item) -> dict:
@@ -109,7 +123,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (RESULTS_DIR / "fault-results.json").write_text(json.dumps(rows, indent=2) + "\n")
     markdown = render_markdown(rows, machine)
     (RESULTS_DIR / "fault-results.md").write_text(markdown)
-    ran = {row["test"] for row in rows if row["held"] is not None}
-    if ran == set(config.stash[MARKED_KEY]):
+    if covers_the_whole_table(config, rows):
         DOCS_TABLE.parent.mkdir(parents=True, exist_ok=True)
         DOCS_TABLE.write_text(markdown)
