@@ -405,6 +405,7 @@ class Migrator:
         conn = getattr(self, attr)
         try:
             if conn is not None and conn.isAlive():
+                conn.getLibVersion()  # isAlive() learns of a closed socket only once a call failed on it
                 return
         except libvirt.libvirtError:
             pass

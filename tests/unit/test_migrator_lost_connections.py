@@ -40,10 +40,13 @@ class Connections:
 
 
 class DeadConnection:
-    """What a connection looks like once its libvirtd went away: not alive, every call fails."""
+    """A connection whose libvirtd went away: every call fails; isAlive() says so only once one did."""
+
+    def __init__(self, noticed: bool = True) -> None:
+        self.noticed = noticed
 
     def isAlive(self) -> int:
-        return 0
+        return 0 if self.noticed else 1
 
     def close(self) -> int:
         return 0
@@ -80,8 +83,9 @@ def test_the_monitor_watches_the_job_on_a_connection_of_its_own(world):
     assert all(conn.closed for _uri, _role, conn in connections.opened)
 
 
+@pytest.mark.parametrize("noticed", [True, False], ids=["closed", "not-yet-noticed"])
 @pytest.mark.parametrize("lost", ["source", "destination"])
-def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lost):
+def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lost, noticed):
     """libvirtd restarted on one side during the migration: both sides are read again, not a raw lookup error."""
     dom = failing_vm(world)
     connections = Connections()
@@ -95,7 +99,7 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
             try:
                 return original(*args)
             finally:
-                setattr(migrator, "source_conn" if lost == "source" else "dest_conn", DeadConnection())
+                setattr(migrator, "source_conn" if lost == "source" else "dest_conn", DeadConnection(noticed))
         dom.migrateToURI3 = call
         real_migrate_live()
     migrator.migrate_live = migrate_then_lose
