@@ -347,10 +347,13 @@ def libvirt_daemon(host: str) -> str:
 
 
 def libvirt_units(host: str) -> list[str]:
-    """The daemon's service and socket units that are active now (to start again after a fault)."""
+    """The daemon's socket units active now and its service (to start again after a fault).
+
+    The service is listed even when it is not running: socket-activated, it exits when idle.
+    """
     daemon = libvirt_daemon(host)
     proc = ssh(host, f"systemctl list-units --state=active --no-legend --plain '{daemon}*' | cut -d' ' -f1")
-    return sorted(unit for unit in proc.stdout.split() if unit.endswith((".service", ".socket")))
+    return sorted({unit for unit in proc.stdout.split() if unit.endswith(".socket")} | {f"{daemon}.service"})
 
 
 def stop_libvirt(host: str) -> None:

@@ -48,7 +48,7 @@ def units(request):
     assert media.rc == 0, f"guest media failed: {media.describe()}"
     found = {host: lab.libvirt_units(host) for host in HYPERVISORS}
     for host, active in found.items():
-        assert any(unit.endswith(".service") for unit in active), f"no libvirt daemon runs on {host}: {active}"
+        assert any(unit.endswith(".socket") for unit in active), f"libvirt does not listen on {host}: {active}"
     yield found
     restore(found)
 
@@ -392,7 +392,8 @@ def evac_guests(units):
 
 def evacuate_cmd(on_failure: str) -> subprocess.Popen:
     args = {"destinations": [{"name": host, "uri": lab.dest_uri(host)} for host in (DEST, THIRD)],
-            "include": ["fe-*"], "max_parallel": 2, "bandwidth": 4, "on_failure": on_failure, "memory_reserve_mib": 0,
+            "include": ["fe-*"], "max_parallel": 2, "bandwidth": 6, "on_failure": on_failure, "memory_reserve_mib": 0,
+            "convergence": {"completion_timeout_per_gib": 800},
             "report_path": "/tmp/ft-evacuate-report.json"}
     return lab.start_module(SOURCE, "evacuate", args)
 
