@@ -67,7 +67,7 @@ def boot(guests: list[dict]) -> None:
     lab.remove_guests(guests)
     lab.create_guests(guests)
     for guest in guests:
-        lab.wait_for_counter_past(guest["name"], 0, timeout=120)
+        lab.wait_for_counter_past(guest["name"], 0, timeout=240)
 
 
 @pytest.fixture(scope="module")
