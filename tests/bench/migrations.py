@@ -80,6 +80,7 @@ def module_sample(name: str, source: str, dest: str, cli_s: float, result: dict[
         "flags": result.get("flags") or [],
         "policy_actions": result.get("policy_actions") or [],
         "stats": stats,
+        "last_job_stats": result.get("last_job_stats") or {},
         "msg": result.get("msg") if result.get("failed") else None,
     }
 

@@ -136,7 +136,7 @@ def b3_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     cfg = results["benchmarks"]["B3"]["config"]
     guest = cfg["guest"]
     found = summary["B3"]
-    rows = [(tool, f"{values['completed']}/{values['runs']}", spread(values["host_s"]), spread(values["job_s"]),
+    rows = [(tool, f"{values['completed']}/{values['runs']}", spread(values["all_host_s"]), spread(values["job_s"]),
              fmt(values["time_over_bound"], 2, "x"), spread(values["downtime_ms"], 0), fmt(values["throttle_pct"], 0),
              values["aborted_by_policy"]) for tool, values in found["tools"].items()]
     aborted = [sample for sample in results["benchmarks"]["B3"]["samples"] if sample.get("aborted")]
@@ -153,7 +153,8 @@ def b3_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
         "and the policy aborts on its completion timeout (twice the RAM/bandwidth time). *module-no-throttle*: the same without auto_converge (the "
         "policy alone against a load pre-copy cannot beat). Post-copy, the other way out, is not available on this "
         "lab: QEMU runs unprivileged and the kernel's `vm.unprivileged_userfaultfd` is 0."), "",
-        *table(("tool", "completed", "time on host (s)", "libvirt job (s)", "time / bound", "downtime (ms)",
+        *table(("tool", "completed", "time on host until done or aborted (s)", "libvirt job (s)", "time / bound",
+                "downtime (ms)",
                 "final throttle (%)", "aborted by the policy"), rows), "",
     ]
     if abort_rows:
@@ -167,7 +168,7 @@ def b4_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     cfg = results["benchmarks"]["B4"]["config"]
     ram_rows = [(row["memory_mib"], row["runs"], fmt(row["data_mib"], 0), fmt(row["job_s"]), fmt(row["bound_s"]),
                  fmt(row["over_bound"], 2, "x"), fmt(row["downtime_ms"], 0)) for row in found["ram"]]
-    dirty_rows = [(row["nominal_dirty_mib_s"], fmt(row["measured_dirty_mib_s"], 1), f"{row['completed']}/{row['runs']}",
+    dirty_rows = [(row["nominal_dirty_mib_s"], f"{row['completed']}/{row['runs']}",
                    fmt(row["data_mib"], 0), fmt(row["job_s"]), fmt(row["downtime_ms"], 0)) for row in found["dirty"]]
     return [
         "## B4: migration time against RAM and dirty rate (the module)", "",
@@ -176,11 +177,12 @@ def b4_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
         f"RAM series (data sent against job time): {fmt(found['throughput_mib_s'], 1)} MiB/s."), "",
         *table(("RAM (MiB)", "runs", "data sent (MiB)", "libvirt job (s)", "RAM/bandwidth (s)", "job / bound",
                 "downtime (ms)"), ram_rows), "",
-        (f"Against the dirty rate, {cfg['dirty_memory_mib']} MiB guest ({cfg['dirty_fill_mib']} MiB filled); the nominal "
-        "rate is the rewritten region over the pause between passes (the copy itself takes time too, so the "
-        "real rate is lower); QEMU's last measured rate when libvirt reports it:"), "",
-        *table(("nominal dirty rate (MiB/s)", "QEMU measured (MiB/s)", "completed", "data sent (MiB)", "libvirt job (s)",
-                "downtime (ms)"), dirty_rows), "",
+        (f"Against the dirty rate, {cfg['dirty_memory_mib']} MiB guest ({cfg['dirty_fill_mib']} MiB filled). The nominal "
+        "rate is the rewritten region over the pause between passes. Under TCG the guest's copy loop is CPU-bound and "
+        "cannot dirty much more than about 8-13 MiB/s (QEMU measured 8 MiB/s in B3), so the higher nominal rates are "
+        "not reached: the extra data sent over the idle guest shows what the load really added."), "",
+        *table(("nominal dirty rate (MiB/s)", "completed", "data sent (MiB)", "libvirt job (s)", "downtime (ms)"),
+               dirty_rows), "",
         "![B4 RAM](b4_ram.png) ![B4 dirty rate](b4_dirty.png)", "",
     ]
 

@@ -145,6 +145,10 @@ def test_b3_target_needs_all_four_conditions():
     assert analysis.targets_b3(analysis.summarize_b3(too_slow))[0]["met"] is False
     too_long_down = {"config": config, "samples": [b3_sample("virsh", False, 48, None), b3_sample("module", True, 20, 301)]}
     assert analysis.targets_b3(analysis.summarize_b3(too_long_down))[0]["met"] is False
+    none_done = {"config": config, "samples": [b3_sample("virsh", False, 48, None), b3_sample("module", False, 32, None)]}
+    (found,) = analysis.targets_b3(analysis.summarize_b3(none_done))
+    assert found["met"] is False and found["value"] == "module completed 0/1"
+    assert "aborted 1/1 at 32.0 s" in found["why"]
     virsh_done = {"config": config, "samples": [b3_sample("virsh", True, 40, 280), b3_sample("module", True, 20, 200)]}
     assert analysis.targets_b3(analysis.summarize_b3(virsh_done))[0]["met"] is False
 
