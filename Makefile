@@ -14,6 +14,7 @@ SANITY_TREE := $(REPO)/build/sanity/ansible_collections/virtops/migration
 LAB         := $(PY) $(REPO)/lab/virtops_lab.py
 LAB_NAME    ?= vtl
 BENCH_LAB   ?= vtb
+BENCH_SUBNET ?= 10.81.0.0/24
 BENCH_OUT   ?= $(REPO)/docs/benchmarks
 
 export PATH := $(VENV)/bin:$(PATH)
@@ -117,7 +118,7 @@ molecule: setup
 
 # Benchmarks on a lab of their own (BENCH_LAB), bootstrapped by the collection, taken down after.
 bench: setup
-	status=0; $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
+	status=0; VIRTOPS_LAB_SUBNET=$(BENCH_SUBNET) $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
 	$(LAB) down --name $(BENCH_LAB); exit $$status
 
 clean:
