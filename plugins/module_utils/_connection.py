@@ -216,22 +216,22 @@ CONNECTION_DIAGNOSES = (
         f"reissue the client certificate from the cluster's CA (libvirt_pki role), or install that CA as {CA_FILE}")),
     ("unable to read tls confirmation", (
         ("the remote libvirtd refused this host's client certificate after the TLS handshake: its DN is not in the "
-        "remote tls_allowed_dn_list, or the remote does not trust its CA or dates"),
+         "remote tls_allowed_dn_list, or the remote does not trust its CA or dates"),
         "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
         "libvirtd (libvirtd role: libvirtd_tls_allowed_dn_list/_extra); the remote's libvirtd journal names the reason")),
     ("server verification (of our certificate", (
         ("the remote libvirtd refused this host's client certificate: its DN is not in tls_allowed_dn_list, or its "
-        "CA or dates are not accepted there"),
+         "CA or dates are not accepted there"),
         "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
         "libvirtd; the remote's libvirtd journal names the reason")),
     ("not allowed", ("the client's DN is not allowed by the remote libvirtd",
                      "add this client's certificate DN to tls_allowed_dn_list on the remote libvirtd")),
     ("certificate", ("TLS certificate verification failed",
                      (f"check the CA ({CA_FILE}) and the client/server certificates: issuer, validity dates, and that "
-                     "the server certificate's SANs contain the URI's host name"))),
+                      "the server certificate's SANs contain the URI's host name"))),
     ("authentication", (None, "check the SASL user/password or the ssh key for this URI")),
     ("connection refused", (None, ("libvirtd is not listening there: check libvirtd-tls.socket / "
-                                  "libvirtd-tcp.socket on the remote host and the port in the URI"))),
+                                   "libvirtd-tcp.socket on the remote host and the port in the URI"))),
     ("no route", (None, "the host is unreachable: check the network and the host name in the URI")),
     ("name or service not known", (None, "the host name does not resolve on this machine")),
     ("failed to connect socket", (None, "libvirtd is not running or the socket is not accessible")),
@@ -283,12 +283,12 @@ def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: flo
             if check_hostname:
                 return (f"the server certificate does not name {host}: {reason}",
                         (f"use a host name or address that is in the server certificate's SANs in the URI, or add {host} "
-                        "to them (libvirt_pki_server_dns_names / libvirt_pki_server_extra_sans) and reissue it"))
+                         "to them (libvirt_pki_server_dns_names / libvirt_pki_server_extra_sans) and reissue it"))
             if "expired" in reason:
                 return f"the server certificate has expired: {reason}", RENEW_HINT + " on the remote host"
             return (f"the server certificate does not verify against {ca_file}: {reason}",
                     (f"issue the remote host's certificate from the CA in {ca_file} (libvirt_pki role), or install "
-                    "the CA that signed it"))
+                     "the CA that signed it"))
         except (OSError, ValueError):
             return None
     return None

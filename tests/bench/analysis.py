@@ -259,9 +259,10 @@ def throughput(section: dict[str, Any]) -> float | None:
               if sample.get("ok") and sample.get("job_s") and sample.get("data_mib") is not None]
     if len(points) < 2:
         return None
-    mean_t = sum(t for t, _ in points) / len(points)
-    mean_d = sum(d for _, d in points) / len(points)
-    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    times = [seconds for seconds, _mib in points]
+    mean_t = sum(times) / len(points)
+    mean_d = sum(mib for _seconds, mib in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t in times)
     if spread == 0:
         return None
     return sum((t - mean_t) * (d - mean_d) for t, d in points) / spread

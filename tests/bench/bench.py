@@ -51,11 +51,11 @@ GUESTS: dict[str, Callable[[Context], list[dict[str, Any]]]] = {
 
 NOTES = [
     ("Every guest runs under TCG (software emulation): the lab's hosts are systemd-nspawn containers on one machine "
-    "and KVM is not used. Migrations here are CPU-bound, not network-bound: QEMU's migration thread, the guests' "
-    "vCPUs and both libvirtds share the controller's cores."),
+     "and KVM is not used. Migrations here are CPU-bound, not network-bound: QEMU's migration thread, the guests' "
+     "vCPUs and both libvirtds share the controller's cores."),
     ("Other engineers' labs (TCG guests too) ran on the same cores during this run: the load line in the machine table "
-    "counts every QEMU process on the machine. Absolute times are therefore noisy; compare the ratios, which come "
-    "from samples taken alternately in the same minutes."),
+     "counts every QEMU process on the machine. Absolute times are therefore noisy; compare the ratios, which come "
+     "from samples taken alternately in the same minutes."),
     ("Guest sizes, counts and bandwidth caps (stated in each section) were chosen so that a full run, bootstrap "
      "included, stays within about 40 minutes on 2 cores; this run's duration is at the top. The B3 policy "
      "aborts at twice the RAM/bandwidth time, the target's own bound."),

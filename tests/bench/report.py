@@ -16,7 +16,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """A GitHub markdown table; cells are str()-ed, pipes escaped."""
     def cell(value: Any) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
     return lines
 
@@ -49,8 +49,8 @@ def machine_section(results: dict[str, Any]) -> list[str]:
         qemu = summarize(entry["qemu_processes"] for entry in load)
         rows.append(("Load while measuring", (f"1-min load average {fmt(load1.median, 1)} median "
                      f"({fmt(load1.minimum, 1)}-{fmt(load1.maximum, 1)}); QEMU processes on the machine (every "
-                     f"lab's guests, ours included) {fmt(qemu.median, 0)} median ({fmt(qemu.minimum, 0)}-"
-                     f"{fmt(qemu.maximum, 0)})")))
+                                              f"lab's guests, ours included) {fmt(qemu.median, 0)} median ({fmt(qemu.minimum, 0)}-"
+                                              f"{fmt(qemu.maximum, 0)})")))
     return ["## Machine", "", *table(("", ""), rows), ""]
 
 
@@ -85,21 +85,21 @@ def b1_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return [
         "## B1: one migration, module vs `virsh migrate`", "",
         (f"Guest: Linux (TCG), {guest['memory_mib']} MiB RAM of which {guest.get('fill_mib', 0)} MiB filled with random "
-        f"data, NFS disk, moved hv1 <-> hv2, {cfg['runs']} runs of each tool in ABBA order (module, virsh, virsh, "
-        f"module, ...). virsh command: `{virsh_command(results)}` (the module's flags: {', '.join(cfg.get('flags', []))})."),
+         f"data, NFS disk, moved hv1 <-> hv2, {cfg['runs']} runs of each tool in ABBA order (module, virsh, virsh, "
+         f"module, ...). virsh command: `{virsh_command(results)}` (the module's flags: {', '.join(cfg.get('flags', []))})."),
         "",
         ("Times in seconds as median (min-max). *On host*: measured on the source host around the work (the module's "
-        "own `timings.total`, the virsh process). *End to end*: on the controller (the `ansible` CLI, or `ssh` + "
-        "virsh). *libvirt job*: `time_elapsed` of libvirt's completed job statistics (the module's `stats`, "
-        "`virsh domjobinfo --completed` on the destination for virsh)."), "",
+         "own `timings.total`, the virsh process). *End to end*: on the controller (the `ansible` CLI, or `ssh` + "
+         "virsh). *libvirt job*: `time_elapsed` of libvirt's completed job statistics (the module's `stats`, "
+         "`virsh domjobinfo --completed` on the destination for virsh)."), "",
         *table(("tool", "runs", "on host (s)", "end to end (s)", "libvirt job (s)", "downtime (ms)"), rows), "",
         "The module's fixed cost (medians, seconds; phases from the module's `timings`):", "",
         *table(("part", "seconds"), phase_rows), "",
         "Idempotent re-run (the guest already runs on the destination, nothing changes):", "",
         *table(("measured", "seconds"), idem_rows), "",
         ("The 0.3 s budget is judged on the module's own time. The `ansible` CLI alone (Python start-up, loading "
-        "ansible-core and the inventory, the SSH connection, sending AnsiballZ) takes longer than that on this "
-        "machine, whatever the module does."), "",
+         "ansible-core and the inventory, the SSH connection, sending AnsiballZ) takes longer than that on this "
+         "machine, whatever the module does."), "",
         "![B1](b1_single.png)", "",
     ]
 
@@ -122,10 +122,10 @@ def b2_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return [
         "## B2: evacuating 8 guests, evacuate vs a sequential virsh loop", "",
         (f"{len(guests)} {kind} guests of {first.get('memory_mib', 32)} MiB ({first.get('fill_mib', 0)} MiB filled) on hv1, "
-        f"to hv2 and hv3 as the module's plan places them; per-migration bandwidth cap "
-        f"{cfg['bandwidth'] or 'none'} MiB/s for both; {cfg['rounds']} round(s), variants rotated per round; guests "
-        f"moved back to hv1 between variants. Evacuate's `max_parallel_per_destination` is half its concurrency "
-        f"(two destinations). Speedup = loop time / variant time (medians)."), "",
+         f"to hv2 and hv3 as the module's plan places them; per-migration bandwidth cap "
+         f"{cfg['bandwidth'] or 'none'} MiB/s for both; {cfg['rounds']} round(s), variants rotated per round; guests "
+         f"moved back to hv1 between variants. Evacuate's `max_parallel_per_destination` is half its concurrency "
+         f"(two destinations). Speedup = loop time / variant time (medians)."), "",
         *table(("variant", "rounds", "total on host (s)", "total end to end (s)", "speedup", "speedup end to end",
                 "per guest (s)", "per-guest downtime (ms)"), rows), "",
         "![B2](b2_evacuate.png)", "",
@@ -146,13 +146,13 @@ def b3_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     lines = [
         "## B3: convergence under a memory-dirtying load", "",
         (f"Linux guest, {guest['memory_mib']} MiB ({guest['fill_mib']} MiB filled), rewriting {guest['dirty_mib']} MiB "
-        f"every {guest['dirty_interval']} s; bandwidth cap {cfg['bandwidth']} MiB/s, so the RAM/bandwidth lower bound is "
-        f"{fmt(cfg['bound_s'], 1)} s. Plain `virsh migrate` (pre-copy, the module's flags, the cap) is aborted "
-        f"(`virsh domjobabort`) after {fmt(cfg['virsh_limit_s'], 0)} s. *module*: `{cfg['module_options']}`, i.e. QEMU "
-        f"throttles the guest's vCPUs (auto_converge) while the tolerated downtime stays at {cfg['max_downtime_ms']} ms "
-        "and the policy aborts on its completion timeout (twice the RAM/bandwidth time). *module-no-throttle*: the same without auto_converge (the "
-        "policy alone against a load pre-copy cannot beat). Post-copy, the other way out, is not available on this "
-        "lab: QEMU runs unprivileged and the kernel's `vm.unprivileged_userfaultfd` is 0."), "",
+         f"every {guest['dirty_interval']} s; bandwidth cap {cfg['bandwidth']} MiB/s, so the RAM/bandwidth lower bound is "
+         f"{fmt(cfg['bound_s'], 1)} s. Plain `virsh migrate` (pre-copy, the module's flags, the cap) is aborted "
+         f"(`virsh domjobabort`) after {fmt(cfg['virsh_limit_s'], 0)} s. *module*: `{cfg['module_options']}`, i.e. QEMU "
+         f"throttles the guest's vCPUs (auto_converge) while the tolerated downtime stays at {cfg['max_downtime_ms']} ms "
+         "and the policy aborts on its completion timeout (twice the RAM/bandwidth time). *module-no-throttle*: the same without auto_converge (the "
+         "policy alone against a load pre-copy cannot beat). Post-copy, the other way out, is not available on this "
+         "lab: QEMU runs unprivileged and the kernel's `vm.unprivileged_userfaultfd` is 0."), "",
         *table(("tool", "completed", "time on host until done or aborted (s)", "libvirt job (s)", "time / bound",
                 "downtime (ms)",
                 "final throttle (%)", "aborted by the policy"), rows), "",
@@ -173,14 +173,14 @@ def b4_section(results: dict[str, Any], summary: dict[str, Any]) -> list[str]:
     return [
         "## B4: migration time against RAM and dirty rate (the module)", "",
         (f"Bandwidth cap {found['bandwidth']} MiB/s, so the RAM/bandwidth line is RAM / {found['bandwidth']} s. "
-        "Each guest has three quarters of its RAM less 32 MiB filled with random data. Throughput fitted over the "
-        f"RAM series (data sent against job time): {fmt(found['throughput_mib_s'], 1)} MiB/s."), "",
+         "Each guest has three quarters of its RAM less 32 MiB filled with random data. Throughput fitted over the "
+         f"RAM series (data sent against job time): {fmt(found['throughput_mib_s'], 1)} MiB/s."), "",
         *table(("RAM (MiB)", "runs", "data sent (MiB)", "libvirt job (s)", "RAM/bandwidth (s)", "job / bound",
                 "downtime (ms)"), ram_rows), "",
         (f"Against the dirty rate, {cfg['dirty_memory_mib']} MiB guest ({cfg['dirty_fill_mib']} MiB filled). The nominal "
-        "rate is the rewritten region over the pause between passes. Under TCG the guest's copy loop is CPU-bound and "
-        "cannot dirty much more than about 8-13 MiB/s (QEMU measured 8 MiB/s in B3), so the higher nominal rates are "
-        "not reached: the extra data sent over the idle guest shows what the load really added."), "",
+         "rate is the rewritten region over the pause between passes. Under TCG the guest's copy loop is CPU-bound and "
+         "cannot dirty much more than about 8-13 MiB/s (QEMU measured 8 MiB/s in B3), so the higher nominal rates are "
+         "not reached: the extra data sent over the idle guest shows what the load really added."), "",
         *table(("nominal dirty rate (MiB/s)", "completed", "data sent (MiB)", "libvirt job (s)", "downtime (ms)"),
                dirty_rows), "",
         "![B4 RAM](b4_ram.png) ![B4 dirty rate](b4_dirty.png)", "",
@@ -195,8 +195,8 @@ def render(results: dict[str, Any], summary: dict[str, Any], notes: Sequence[str
     lines = [
         "# virtops.migration benchmarks", "",
         (f"Run {meta.get('started')} to {meta.get('finished')} ({fmt(meta.get('duration_s'), 0)} s), "
-        f"mode {'smoke' if meta.get('smoke') else 'full'}, benchmarks {', '.join(meta.get('only', []))}, "
-        f"`{meta.get('command')}`. Raw samples: [results.json](results.json); machine: [machine.json](machine.json)."), "",
+         f"mode {'smoke' if meta.get('smoke') else 'full'}, benchmarks {', '.join(meta.get('only', []))}, "
+         f"`{meta.get('command')}`. Raw samples: [results.json](results.json); machine: [machine.json](machine.json)."), "",
         *machine_section(results),
         *targets_section(summary),
     ]

@@ -67,7 +67,7 @@ def observed(request: pytest.FixtureRequest):
     if request.node.get_closest_marker(MARKER) is None:
         raise pytest.UsageError(f"{request.node.nodeid} uses `observed` without @pytest.mark.{MARKER}")
     row = _row(request.node)
-    return lambda text: row["observed"].append(text)
+    return row["observed"].append
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -84,7 +84,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             row["observed"].append("skipped")
         elif report.failed:
             row["observed"].append("FAILED: " + str(report.longrepr.reprcrash.message if hasattr(report.longrepr, "reprcrash")
-                                                     else report.longrepr).splitlines()[0][:300])
+                                                    else report.longrepr).splitlines()[0][:300])
 
 
 def _cell(text: str) -> str:

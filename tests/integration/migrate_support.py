@@ -426,4 +426,3 @@ def wait_for_migration_underway(host: str, name: str, dest: str, timeout: float 
             return None
         return info if info.get("Data processed", "0").split()[0] not in ("0", "0.000") else None
     return wait_for(underway, timeout, interval=0.5, what=f"{name}'s migration from {host} to {dest} to run")
-

@@ -135,7 +135,7 @@ def b3_sample(tool: str, completed: bool, host_s: float, downtime: float | None,
 def test_b3_target_needs_all_four_conditions():
     config = {"bound_s": 16.0, "max_downtime_ms": 300}
     good = {"config": config, "samples": [b3_sample("virsh", False, 48, None), b3_sample("module", True, 30, 200, 80),
-                                              b3_sample("module-no-throttle", False, 25, None)]}
+                                          b3_sample("module-no-throttle", False, 25, None)]}
     summary = analysis.summarize_b3(good)
     assert summary["tools"]["module-no-throttle"]["aborted_by_policy"] == 1
     (found,) = analysis.targets_b3(summary)
