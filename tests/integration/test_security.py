@@ -506,6 +506,7 @@ def test_tcp_with_sasl_refuses_unauthenticated_clients(secrets_run, observed):
     assert anonymous.returncode != 0, anonymous.stdout
     assert wrong.returncode != 0, wrong.stdout
     assert right.returncode == 0 and fqdn(SPARE) in right.stdout, (right.stdout, right.stderr)
+
     def last(proc) -> str:
         return short((proc.stderr.strip().splitlines() or ["-"])[-1], 160)
     observed(f"16509 listening on hv3; from hv2 without credentials: '{last(anonymous)}'; wrong password: "
