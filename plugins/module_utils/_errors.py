@@ -35,6 +35,18 @@ def libvirt_error_code(exc: BaseException) -> int | None:
     return None
 
 
+# libvirt has no error code of its own for "another job holds this domain": these are the texts
+# of VIR_ERR_OPERATION_INVALID (a migration job is there) and VIR_ERR_OPERATION_TIMEOUT (the
+# job lock was not released within libvirt's wait).
+ANOTHER_JOB_TEXTS = ("another migration job is already running", "cannot acquire state change lock")
+
+
+def another_job_holds_domain(exc: BaseException) -> bool:
+    """libvirt refused to start a job because another one holds the domain: none was started."""
+    text = libvirt_error_text(exc).lower()
+    return libvirt_error_code(exc) is not None and any(marker in text for marker in ANOTHER_JOB_TEXTS)
+
+
 class MigrationError(Exception):
     """A failure with everything an operator needs to act on it."""
 

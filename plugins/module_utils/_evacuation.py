@@ -54,9 +54,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     libvirt_error_code,
     libvirt_error_text,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation_lock import (
-    EvacuationLock,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuation_report import (
     render_report,
     render_table,
@@ -92,6 +89,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._preflight impor
 )
 from ansible_collections.virtops.migration.plugins.module_utils._reconcile import (
     MIGRATING_ACTIONS,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._run_lock import (
+    evacuation_lock,
 )
 
 ON_FAILURE_CHOICES = ("continue", "stop")
@@ -609,8 +609,8 @@ class Evacuation:
     def run(self) -> dict[str, Any]:
         started = self.clock()
         sources = validate_options(self.options, self.resolves_locally)
-        with EvacuationLock(self.options.uri, self.options.lock_timeout, self.check_mode, self.waiting,
-                            self.lock_path, self.sleep) as lock:
+        with evacuation_lock(self.options.uri, self.options.lock_timeout, self.check_mode, self.waiting,
+                             self.lock_path, self.sleep) as lock:
             if lock.warning:
                 self.warnings.append(lock.warning)
             return self.run_locked(started, sources)

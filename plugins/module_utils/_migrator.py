@@ -45,6 +45,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._domain import (
 from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     MigrationError,
     MigrationFailed,
+    MigrationInProgress,
+    another_job_holds_domain,
     libvirt_error_code,
     libvirt_error_text,
 )
@@ -93,6 +95,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._reconcile impor
     placement,
     predicted_placement,
     reconcile,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._run_lock import (
+    RunLock,
+    migration_lock,
 )
 
 ABORT_WAIT_SECONDS = 60.0
@@ -168,6 +174,7 @@ class Migrator:
         self.source_conn: Any = None
         self.dest_conn: Any = None
         self.unreachable: set[str] = set()  # sides whose lost connection could not be reopened
+        self.domain_lock: RunLock | None = None
 
     # -- helpers ------------------------------------------------------------
 
@@ -221,6 +228,8 @@ class Migrator:
             error.details.setdefault("warnings", list(self.state.warnings))
             raise error.with_context(**self.context())
         finally:
+            if self.domain_lock is not None:
+                self.domain_lock.close()
             close_quietly(self.source_conn)
             close_quietly(self.dest_conn)
 
@@ -235,11 +244,27 @@ class Migrator:
             uuid = by_name.UUIDString() if by_name is not None else None
         if request.uuid is None and uuid is not None:
             request.uuid = uuid
+        if uuid and self.lock_domain(uuid) and source_dom is not None:
+            source_dom = lookup_by_uuid(self.source_conn, uuid)  # another run may have moved it meanwhile
         dest_dom = lookup_by_uuid(self.dest_conn, uuid) if uuid else None
         self.state.source_dom, self.state.dest_dom = source_dom, dest_dom
         source = describe_domain(source_dom) if source_dom is not None else None
         dest = describe_domain(dest_dom) if dest_dom is not None else None
         return Observed(source, dest, self.job_active(source_dom, source), self.name_owner(source, dest))
+
+    def lock_domain(self, uuid: str) -> bool:
+        """Hold this domain's run lock until the run ends; True once held (False in check mode).
+
+        Two runs started at once both find no job; without the lock the second's migrate call fails
+        on the first's job and its recovery would abort the first's migration.
+        """
+        lock = migration_lock(uuid, self.check_mode, **self.context())
+        lock.__enter__()  # raises MigrationInProgress when another run holds it
+        if lock.warning:
+            self.state.warnings.append(lock.warning)
+            return False
+        self.domain_lock = lock
+        return not self.check_mode
 
     def job_active(self, dom: Any, info: DomainInfo | None) -> bool:
         if dom is None or info is None or not info.active:
@@ -356,10 +381,20 @@ class Migrator:
             return lambda: dom.migrateToURI3(self.request.dest_uri, plan.params, plan.flags)
         return lambda: dom.migrate3(self.dest_conn, plan.params, plan.flags)
 
+    def held_by_another_job(self, exc: BaseException) -> MigrationError:
+        """libvirt refused to start this run's job: the job there belongs to another run; leave it alone."""
+        return MigrationInProgress.from_libvirt(
+            "migrate", exc, "a migration job is already running for this domain (started by another run, "
+            "from another machine?); this run started none and nothing was touched",
+            hint="watch or abort it with virtops.migration.migration_job, or let it finish, then re-run",
+            **self.context())
+
     def migrate_offline(self) -> None:
         try:
             self.start_call()()
         except libvirt.libvirtError as exc:
+            if another_job_holds_domain(exc):
+                raise self.held_by_another_job(exc) from exc
             raise MigrationFailed.from_libvirt("offline migrate", exc, "offline migration failed; nothing "
                                                "runs, the source keeps its definition", **self.context())
 
@@ -378,6 +413,8 @@ class Migrator:
         self.state.warnings.extend(outcome.warnings)
         if outcome.error is None:
             return
+        if another_job_holds_domain(outcome.error):
+            raise self.held_by_another_job(outcome.error)
         if not isinstance(outcome.error, libvirt.libvirtError):
             raise outcome.error
         if libvirt_error_code(outcome.error) == libvirt.VIR_ERR_MIGRATE_PERSIST_FAILED:

@@ -107,6 +107,11 @@ notes:
   - The storage check can prove a disk shared when it is a network disk (for example QEMU's NFS client), or when
     it lies on a shared filesystem as seen from this host (only when O(uri) is local), or when the destination
     knows a storage volume at that path. Otherwise it warns and leaves the decision to libvirt.
+  - Only one run migrates a given domain at a time on the machine that runs the module (an C(flock) on
+    C(/run/lock/virtops-migrate-<hash of the UUID>.lock), released when the process ends however it ends). A
+    second run fails at once with C(error.kind) C(in_progress) and touches nothing; in check mode it only warns.
+  - A run on another machine whose migrate call libvirt refuses because a job already holds the domain fails
+    the same way and leaves that job alone (it is not this run's to abort).
 seealso:
   - module: virtops.migration.migration_job
   - name: virsh migrate

@@ -694,6 +694,9 @@ class World:
         if flags & VIR_MIGRATE_TUNNELLED and not flags & VIR_MIGRATE_PEER2PEER:
             raise libvirtError("unsupported configuration: tunnelled migration requires peer2peer",
                                VIR_ERR_ARGUMENT_UNSUPPORTED)
+        if dom.job is not None and not dom.job.finished.is_set():
+            raise libvirtError("Requested operation is not valid: another migration job is already running for "
+                               f"domain '{dom.name()}'", VIR_ERR_OPERATION_INVALID)
         if flags & VIR_MIGRATE_OFFLINE:
             return self._finish(dom, dest, params, flags)
         job = FakeJob(dom, dest, params, flags)

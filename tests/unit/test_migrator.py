@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import fake_libvirt as lv
 import pytest
+from ansible_collections.virtops.migration.plugins.module_utils import _run_lock
 from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     ConnectionFailed,
     DomainNotFound,
     MigrationFailed,
+    MigrationInProgress,
     PreflightFailed,
     SplitBrain,
     ValidationError,
@@ -485,3 +489,94 @@ def test_friendly_stats_names_every_job_type(code, name):
 
     assert friendly_stats({"type": code, "operation": 1, "data_remaining": 5}) == {"job_type": name,
                                                                                    "data_remaining": 5}
+
+
+# ---------------------------------------------------------------------------
+# Two runs against one domain at once
+
+
+def hold(path):
+    """Hold an flock on ``path`` as another run would; close the handle to release it."""
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held across the test, closed by the caller
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.write("pid 4242, started 2026-01-01 00:00:00\n")
+    handle.flush()
+    return handle
+
+
+def test_a_second_run_of_a_domain_being_migrated_fails_at_once_and_touches_nothing(world):
+    dom = running_vm(world)
+    holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
+    try:
+        with pytest.raises(MigrationInProgress) as caught:
+            make(world).run()
+    finally:
+        holder.close()
+    assert "already running from this machine (pid 4242" in caught.value.message
+    assert "nothing was touched" in caught.value.message
+    assert "migration_job" in caught.value.hint
+    assert world.mutations == []
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+
+
+def test_the_domain_lock_is_keyed_by_uuid_when_the_run_names_the_domain_by_uuid(world):
+    dom = running_vm(world)
+    holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
+    try:
+        with pytest.raises(MigrationInProgress):
+            make(world, name=None, uuid=dom.UUIDString().upper()).run()
+    finally:
+        holder.close()
+    assert world.mutations == []
+
+
+def test_the_domain_lock_is_released_when_the_run_ends(world):
+    dom = running_vm(world)
+    make(world).run()
+    path = _run_lock.lock_path_for("migrate", dom.UUIDString())
+    with open(path, encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
+    assert make(world).run()["changed"] is False
+
+
+def test_check_mode_with_the_domain_lock_held_plans_and_warns(world):
+    dom = running_vm(world)
+    holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
+    try:
+        result = make(world, check_mode=True).run()
+    finally:
+        holder.close()
+    assert result["changed"] is True
+    assert any("already running from this machine" in warning for warning in result["warnings"])
+    assert world.mutations == []
+
+
+def test_a_job_started_from_elsewhere_after_the_look_up_is_left_alone(world):
+    """Another machine's run starts its job between this run's look-up and its migrate call."""
+    dom = running_vm(world)
+    foreign = lv.FakeJob(dom, hv2(world), {}, lv.VIR_MIGRATE_LIVE)
+    original = dom.migrateToURI3
+
+    def start_foreign_job_first(*args):
+        dom.job = foreign
+        return original(*args)
+
+    dom.migrateToURI3 = start_foreign_job_first
+    with pytest.raises(MigrationInProgress) as caught:
+        make(world).run()
+    assert "this run started none and nothing was touched" in caught.value.message
+    assert "another migration job is already running" in caught.value.libvirt_error
+    assert not foreign.finished.is_set(), "the other run's job was aborted"
+    assert [method for _host, method in world.methods()] == ["migrateToURI3"]
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+
+
+def test_an_offline_migration_refused_for_another_job_touches_nothing(world):
+    dom = hv1(world).add_domain("vm1", state=SHUTOFF)
+    dom.fail_on["migrateToURI3"] = lv.libvirtError(
+        "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatch)",
+        lv.VIR_ERR_OPERATION_TIMEOUT)
+    with pytest.raises(MigrationInProgress, match="this run started none"):
+        make(world, live=False).run()
+    assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
+    assert state_of(hv2(world), dom.UUIDString()) is None
