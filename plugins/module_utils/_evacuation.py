@@ -80,7 +80,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._placement impor
     DestinationInfo,
     GuestInfo,
     PlacementPlan,
-    plan_placement,
+    Placer,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._preflight import (
     available_memory_kib,
@@ -630,7 +630,8 @@ class Evacuation:
 
     def run_locked(self, started: float, sources: set[str]) -> dict[str, Any]:
         self.discovery = Discoverer(self.options, sources, self.connect).run()
-        self.plan = plan_placement(self.discovery.guests, self.discovery.destinations, self.discovery.cpu_verdicts)
+        self.placer = Placer(self.discovery.destinations, self.discovery.cpu_verdicts)
+        self.plan = self.placer.plan(self.discovery.guests)
         self.apply_conflicts()
         self.progress = Progress(self.discovery.source_name, self.options.uri)
         self.progress.check_mode = self.check_mode
@@ -677,7 +678,8 @@ class Evacuation:
         return {"name": item.guest.name, "uuid": item.guest.uuid, "from": self.discovery.source_name,
                 "to": item.destination, "mode": item.guest.mode, "memory_mib": item.guest.memory_kib // KIB_PER_MIB,
                 "result": result, "changed": False, "action": None, "seconds": None, "downtime_ms": None,
-                "data_sent_bytes": None, "message": message, "reason": item.reason, "details": {}}
+                "data_sent_bytes": None, "message": message, "reason": item.reason, "re_placed_from": [],
+                "details": {}}
 
     def finish(self, item: Assignment, result: str, message: str | None = None,
                migration: Mapping[str, Any] | None = None) -> None:
@@ -713,6 +715,36 @@ class Evacuation:
             self.finish(item, WOULD_FAIL if check_mode else FAILED, str(error), details)
             return
         self.finish(item, result_of_migration(result, check_mode), result.get("explanation"), result)
+
+    def lost_destination(self, item: Assignment) -> tuple[str, bool] | None:
+        """Why ``item``'s destination is gone, and whether the guest is untouched (None: not lost).
+
+        Untouched: the run could not connect to it. Not untouched: the connection was lost during the
+        migration and could not be reopened; the guest stays where the recovery left it (its row says).
+        """
+        details = self.rows[item.guest.uuid]["details"]
+        error = details.get("error") or {}
+        if error.get("kind") == "connection" and error.get("operation") == "connect to destination":
+            return str(error.get("message") or "cannot connect"), True
+        if "destination" in (details.get("unreachable") or []):
+            return "the connection was lost during a migration and could not be reopened", False
+        return None
+
+    def re_place(self, item: Assignment, why: str) -> bool:
+        """Place ``item`` again after its destination was lost; True when it has a new destination."""
+        lost = item.destination
+        self.placer.replace(item)
+        row = self.rows[item.guest.uuid]
+        row["re_placed_from"].append(lost)
+        row.update(to=item.destination, reason=item.reason)
+        self.progress.update(item.guest.uuid, destination=item.destination)
+        if not item.placed:
+            self.finish(item, UNPLACEABLE, f"{lost} was lost ({why}) and the guest fits nowhere else: "
+                        f"{item.reason}")
+            return False
+        row.update(result=QUEUED, message=f"{lost} was lost ({why}): re-placed on {item.destination}")
+        self.progress.update(item.guest.uuid, state=QUEUED)
+        return True
 
     # -- check mode ---------------------------------------------------------
 
@@ -785,10 +817,37 @@ class Scheduler:
             with self.condition:
                 self.active -= 1
                 self.per_destination[item.destination or ""] -= 1
-                failed = self.evacuation.rows[item.guest.uuid]["result"] == FAILED
-                if failed and self.options.on_failure == "stop" and self.stopped_by is None:
-                    self.stopped_by = item.guest.name
+                try:
+                    self.after_failure(item)
+                except BaseException as exc:  # noqa: BLE001 - re-raised by Evacuation.run(); the loop must wake
+                    if self.evacuation.crash is None:
+                        self.evacuation.crash, self.evacuation.crash_trace = exc, traceback.format_exc()
                 self.condition.notify_all()
+
+    def after_failure(self, item: Assignment) -> None:
+        """on_failure: stop starts nothing more; continue re-places the guests of a destination found lost."""
+        if self.evacuation.rows[item.guest.uuid]["result"] != FAILED:
+            return
+        if self.options.on_failure == "stop":
+            if self.stopped_by is None:
+                self.stopped_by = item.guest.name
+            return
+        loss = self.evacuation.lost_destination(item)
+        if loss is not None:
+            why, untouched = loss
+            self.re_place_around(item, why, untouched)
+
+    def re_place_around(self, failed: Assignment, why: str, untouched: bool) -> None:
+        """Those queued for the failed guest's destination go elsewhere (or fit nowhere); so does the
+        failed guest itself when its run touched nothing."""
+        lost = failed.destination or ""
+        self.evacuation.placer.lose(lost, why)
+        stranded = [item for item in self.queue if item.destination == lost]
+        for item in stranded:
+            self.queue.remove(item)
+        for item in [failed, *stranded] if untouched else stranded:
+            if self.evacuation.re_place(item, why):
+                self.queue.append(item)
 
 
 # ---------------------------------------------------------------------------
@@ -810,7 +869,8 @@ def build_result(evacuation: Evacuation, seconds: float) -> dict[str, Any]:
     left_rows = [{"name": entry["name"], "uuid": entry["uuid"], "from": found.source_name, "to": None,
                   "mode": OFFLINE, "memory_mib": entry["memory_mib"], "result": LEFT, "changed": False,
                   "action": None, "seconds": None, "downtime_ms": None, "data_sent_bytes": None,
-                  "message": entry["reason"], "reason": entry["reason"], "details": {}} for entry in found.left]
+                  "message": entry["reason"], "reason": entry["reason"], "re_placed_from": [], "details": {}}
+                 for entry in found.left]
     all_rows = rows + left_rows
     summary = summarize(all_rows, seconds)
     changed = summary["changed"] > 0

@@ -553,6 +553,7 @@ class Migrator:
         raise MigrationFailed.from_libvirt(
             "migrate", error, message, hint=hint, details={
                 "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
+                "unreachable": unchecked,
                 "placement": after, "last_job_stats": friendly_stats(outcome.last_stats)},
             **self.context())
 

@@ -246,6 +246,24 @@ class Placer:
             reason += f"; note: {load.info.name} is {load.info.excluded}"
         return self.assign(guest, load, reason)
 
+    def lose(self, name: str, why: str) -> None:
+        """A destination became unreachable during the run: place nothing more there."""
+        load = self.load_of(name)
+        if load is not None and not load.info.excluded:
+            load.info.excluded = f"unreachable during this run ({why})"
+
+    def replace(self, item: Assignment) -> Assignment:
+        """Place ``item``'s guest again, after its destination was lost; ``item`` is updated in place."""
+        lost = item.destination
+        load = self.load_of(lost or "")
+        if load is not None and item.guest.name in load.planned:
+            load.planned.remove(item.guest.name)
+            load.planned_kib -= item.guest.needs_kib
+        again = self.place(item.guest)
+        item.destination, item.dest_uri = again.destination, again.dest_uri
+        item.reason = f"re-placed, {lost} was lost: {again.reason}"
+        return item
+
     def problem(self, guest: GuestInfo, load: DestinationLoad) -> str | None:
         """Why ``load`` cannot take ``guest`` (None: it can)."""
         if load.info.excluded:

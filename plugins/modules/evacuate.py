@@ -120,6 +120,11 @@ options:
   on_failure:
     description:
       - V(continue) keeps migrating the other guests when one fails or fits nowhere.
+      - With V(continue), a destination found unreachable during the run (a connection to it refused, or lost
+        during a migration and not reopened) takes no more guests; those planned for it are placed again on the
+        other destinations by the same rules, or reported V(unplaceable). A guest whose run could not connect
+        to it (nothing was touched) is placed again too; one whose migration was under way when the
+        destination was lost stays where the recovery left it (on the source), reported V(failed).
       - V(stop) starts no new migration after a failure (those running finish); when a guest fits nowhere,
         nothing is moved at all.
     type: str
@@ -306,13 +311,16 @@ vms:
       libvirt's completed job statistics (C(downtime), C(data_processed)).
     - C(details) is the migrate module's result for that guest (flags, preflight, timings, stats, policy
       actions, recovery), or its error.
+    - C(re_placed_from) lists the destinations this guest was planned for and that were lost during the run
+      (see O(on_failure)); C(to) is where it went (or was last planned) instead.
   returned: success, and when the host was not emptied
   type: list
   elements: dict
   sample:
     - {name: db1, uuid: 6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10, from: hv1, to: hv2, mode: live, memory_mib: 2048,
        result: migrated, changed: true, action: migrate, seconds: 12.4, downtime_ms: 38,
-       data_sent_bytes: 2199023255, message: "running on source only: live migration", reason: "...", details: {}}
+       data_sent_bytes: 2199023255, message: "running on source only: live migration", reason: "...", re_placed_from: [],
+       details: {}}
 filtered_out:
   description: Guests of the source not selected by O(include) and O(exclude).
   returned: success, and when the host was not emptied

@@ -291,6 +291,14 @@ recovery:
   type: list
   elements: str
   sample: [destroyed the half-made domain on the destination]
+unreachable:
+  description:
+    - The sides (V(source), V(destination)) whose connection was lost during a failed migration and could not
+      be reopened, so their state is unknown; empty when both were checked.
+  returned: on migration failure
+  type: list
+  elements: str
+  sample: [destination]
 warnings:
   description: Things worth knowing that did not stop the run (also emitted as Ansible warnings).
   returned: always

@@ -375,7 +375,7 @@ def test_two_runs_at_once(home, observed):
 
 def evac_guests_named(prefix: str) -> list[dict]:
     return [{"name": f"{prefix}-{index}", "host": SOURCE, "kind": "linux", "memory_mib": 128, "counter": True}
-            for index in range(3)]
+            for index in range(4)]
 
 
 @pytest.fixture
@@ -395,7 +395,8 @@ def evac_guests(units, on_failure):
 
 def evacuate_cmd(on_failure: str) -> subprocess.Popen:
     args = {"destinations": [{"name": host, "uri": lab.dest_uri(host)} for host in (DEST, THIRD)],
-            "include": [f"fe{on_failure[0]}-*"], "max_parallel": 2, "bandwidth": 6, "on_failure": on_failure, "memory_reserve_mib": 0,
+            "include": [f"fe{on_failure[0]}-*"], "max_parallel": 2, "max_parallel_per_destination": 1, "bandwidth": 6,
+            "on_failure": on_failure, "memory_reserve_mib": 0,
             "convergence": {"completion_timeout_per_gib": 800},
             "report_path": "/tmp/ft-evacuate-report.json"}
     return lab.start_module(SOURCE, "evacuate", args)
@@ -404,9 +405,10 @@ def evacuate_cmd(on_failure: str) -> subprocess.Popen:
 @pytest.mark.parametrize("on_failure", ["continue", "stop"])
 @pytest.mark.fault_table(area=EVACUATION, fault="a destination's libvirt killed (and kept down) while four guests "
                                                 "are being evacuated, two at a time",
-                         expected="continue: the guest on its way there stays on hv1, the others move to the live "
-                                  "destination; stop: no new migration starts, those not started stay on hv1; the "
-                                  "result and the report file say which")
+                         expected="continue: the guest on its way there stays on hv1, the others (those planned "
+                                  "for the dead host too, re-placed) move to the live destination; stop: no new "
+                                  "migration starts, those not started stay on hv1; the result and the report file "
+                                  "say which")
 def test_destination_dies_mid_evacuation(evac_guests, observed, units, on_failure):
     names = sorted(evac_guests)
     proc = evacuate_cmd(on_failure)
@@ -428,6 +430,12 @@ def test_destination_dies_mid_evacuation(evac_guests, observed, units, on_failur
     assert failed, results
     for name in failed:
         assert name in result["msg"] and rows[name]["to"] == THIRD, (name, rows[name])
+        assert rows[name]["re_placed_from"] == [], (name, rows[name])
+    re_placed = sorted(name for name, row in rows.items() if row["re_placed_from"])
+    for name in re_placed:
+        assert on_failure == "continue", (name, rows[name])
+        assert rows[name]["re_placed_from"] == [THIRD] and rows[name]["to"] == DEST, (name, rows[name])
+        assert results[name] == "migrated", (name, rows[name])
     where = {}
     for name in names:
         placed = outcome(lambda _text: None, result, evac_guests[name], name=name)
@@ -442,5 +450,6 @@ def test_destination_dies_mid_evacuation(evac_guests, observed, units, on_failur
     else:
         assert "not_started" not in results.values(), results
     observed(f"{short(result['msg'], 300)} | results: "
-             + ", ".join(f"{name} {results[name]} -> runs on {where[name]}" for name in names)
+             + ", ".join(f"{name} {results[name]}" + (f" (re-placed from {THIRD})" if name in re_placed else "")
+                         + f" -> runs on {where[name]}" for name in names)
              + "; each runs once, defined there only, its counter advancing; the report file agrees")

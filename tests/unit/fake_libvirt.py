@@ -571,7 +571,7 @@ class FakeConnection:
         return 9000000
 
     def isAlive(self) -> int:
-        return 1
+        return int(self.host.reachable)
 
     def lookupByUUIDString(self, uuid: str) -> FakeDomain:
         if not isinstance(uuid, str):

@@ -632,3 +632,107 @@ def test_a_guest_undefined_during_discovery_is_skipped(hosts):
     gone.state = vanished
     result = evacuation(hosts).run()
     assert "web2" not in rows(result) and result["summary"]["by_result"] == {"migrated": 5}
+
+
+# ---------------------------------------------------------------------------
+# A destination lost during the run
+
+
+def losing_hv3(hosts, during_migration=False):
+    """make_migrator that loses hv3 when the first guest bound for it starts: before it connects, or
+    (``during_migration``) while its migration runs (it fails, the connection cannot be reopened)."""
+    lost: list[str] = []
+
+    def make_migrator(request, check):
+        if request.dest_uri == HV3 and not lost:
+            lost.append(request.name)
+            if during_migration:
+                dom = next(d for d in hv(hosts, "hv1").domains.values() if d.name() == request.name)
+                dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB // 2)], outcome="fail",
+                                                error_text="internal error: client socket is closed")
+                original = dom.migrateToURI3
+
+                def migrate_and_lose(*args):
+                    hv(hosts, "hv3").reachable = False
+                    return original(*args)
+                dom.migrateToURI3 = migrate_and_lose
+            else:
+                hv(hosts, "hv3").reachable = False
+        return Migrator(request, check_mode=check, clock=hosts.clock, wait=hosts.wait,
+                        fs_type_of=lambda path: None, resolves_locally=lambda host: False)
+    return make_migrator, lost
+
+
+def evacuation_losing_hv3(hosts, during_migration=False, **params):
+    evac = evacuation(hosts, max_parallel=1, **params)
+    evac.make_migrator, lost = losing_hv3(hosts, during_migration)
+    return evac, lost
+
+
+def three_small_guests(hosts):
+    return {name: add_guest(hosts, name, 512) for name in ("s1", "s2", "s3")}
+
+
+def each_on_one_host(hosts):
+    return all(len(where) == 1 for where in placement_now(hosts).values())
+
+
+def test_guests_of_a_destination_lost_before_connecting_go_to_the_others(hosts):
+    three_small_guests(hosts)
+    evac, lost = evacuation_losing_hv3(hosts)
+    result = evac.run()
+    assert lost, "no guest was planned for hv3"
+    assert result["failed"] is False, result["msg"]
+    assert {row["result"] for row in result["vms"]} == {"migrated"}
+    assert {row["to"] for row in result["vms"]} == {"hv2"}
+    moved = [row for row in result["vms"] if row["re_placed_from"]]
+    assert moved and all(row["re_placed_from"] == ["hv3"] for row in moved)
+    assert lost[0] in {row["name"] for row in moved}, "the guest that found hv3 gone was not placed again"
+    assert all(row["reason"].startswith("re-placed, hv3 was lost: ") for row in moved)
+    assert hv(hosts, "hv1").domains == {} and hv(hosts, "hv3").domains == {}
+    hv3 = next(load for load in result["destinations"] if load["name"] == "hv3")
+    assert hv3["excluded"].startswith("unreachable during this run (cannot open qemu+tls://hv3")
+    assert each_on_one_host(hosts)
+
+
+def test_guests_that_fit_nowhere_after_the_loss_are_reported_unplaceable(hosts):
+    six_guests(hosts)
+    evac, _lost = evacuation_losing_hv3(hosts)
+    result = evac.run()
+    by_result = result["summary"]["by_result"]
+    assert result["failed"] is True
+    assert set(by_result) == {"migrated", "unplaceable"} and by_result["unplaceable"] >= 1, by_result
+    for row in result["vms"]:
+        if row["result"] == "unplaceable":
+            assert row["re_placed_from"] == ["hv3"]
+            assert row["message"].startswith("hv3 was lost (") and "fits nowhere else" in row["message"]
+        else:
+            assert row["to"] == "hv2"
+    left = {dom.name() for dom in hv(hosts, "hv1").domains.values()}
+    assert left == {row["name"] for row in result["vms"] if row["result"] == "unplaceable"}
+    assert each_on_one_host(hosts)
+
+
+def test_a_lost_destination_with_on_failure_stop_starts_nothing_more(hosts):
+    three_small_guests(hosts)
+    evac, lost = evacuation_losing_hv3(hosts, on_failure="stop")
+    result = evac.run()
+    results = {row["name"]: row["result"] for row in result["vms"]}
+    assert results[lost[0]] == "failed"
+    assert "not_started" in results.values() or list(results.values()).count("migrated") == 2, results
+    assert all(row["re_placed_from"] == [] for row in result["vms"])
+    assert each_on_one_host(hosts)
+
+
+def test_a_destination_lost_during_a_migration_keeps_that_guest_and_moves_the_rest_elsewhere(hosts):
+    three_small_guests(hosts)
+    evac, lost = evacuation_losing_hv3(hosts, during_migration=True)
+    result = evac.run()
+    rows_by_name = rows(result)
+    failed = rows_by_name[lost[0]]
+    assert failed["result"] == "failed" and failed["to"] == "hv3" and failed["re_placed_from"] == []
+    assert failed["details"]["unreachable"] == ["destination"]
+    others = [row for name, row in rows_by_name.items() if name != lost[0]]
+    assert {(row["result"], row["to"]) for row in others} == {("migrated", "hv2")}
+    assert [dom.name() for dom in hv(hosts, "hv1").domains.values()] == [lost[0]]
+    assert each_on_one_host(hosts)

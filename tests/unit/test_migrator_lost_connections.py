@@ -136,3 +136,4 @@ def test_a_side_that_cannot_be_reached_again_is_reported_unchecked(world):
     assert "the domain now runs on: source (the destination could not be checked)" in text, text
     assert "could not reopen it" in text
     assert "inspect both hosts" in text
+    assert raised.value.details["unreachable"] == ["destination"]
