@@ -187,6 +187,8 @@ options:
           - V(postcopy) switches to post-copy (needs O(post_copy=true)); if libvirt refuses, the job is aborted.
           - V(suspend) pauses the guest so the migration finishes (non-live from there on); the guest runs
             again on the destination. If the migration still fails, the source is resumed.
+          - The recorded reason (in C(policy_actions)) says when nothing was sent to the destination for the last
+            10 seconds or more, the sign of a link that is down or blocked (not of a guest dirtying memory too fast).
         type: str
         choices: [abort, postcopy, suspend]
         default: abort

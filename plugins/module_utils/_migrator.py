@@ -541,7 +541,9 @@ class Migrator:
         source, dest = self.refresh_source(), self.refresh_dest()
         after = placement(Observed(source, dest))
         runs_on = [side for side, info in (("source", source), ("destination", dest)) if info and info.active]
-        message = "migration failed" + (" (aborted by the convergence policy)" if outcome.aborted else "")
+        message = "migration failed"
+        if outcome.aborted:
+            message += f" (aborted by the convergence policy: {outcome.abort_reason})"
         unchecked = sorted(self.unreachable)
         message += "; the domain now runs on: %s" % (", ".join(runs_on) or ("NO HOST" if not unchecked else "unknown"))
         if unchecked:

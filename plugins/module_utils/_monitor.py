@@ -57,6 +57,7 @@ class MonitorOutcome:
     paused_by_us: bool = False
     postcopy_started: bool = False
     aborted: bool = False
+    abort_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -141,6 +142,7 @@ class MigrationMonitor:
             elif action.action == ABORT:
                 self.domain.abortJob()
                 self.outcome.aborted = True
+                self.outcome.abort_reason = action.reason
             elif action.action == NOTE:
                 action.result = "recorded"
                 return

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GIB = 1024 ** 3
+# A running job that sent nothing for this long is not converging slowly: its link is down or blocked.
+SILENT_LINK_SECONDS = 10.0
 
 ABORT = "abort"
 POSTCOPY = "postcopy"
@@ -134,6 +136,8 @@ class ConvergencePolicy:
     next_step: int = field(init=False, default=0)
     lowest_remaining: int | None = field(init=False, default=None)
     last_progress_at: float | None = field(init=False, default=None)
+    last_sent: int | None = field(init=False, default=None)
+    last_sent_at: float | None = field(init=False, default=None)
     escalated: str | None = field(init=False, default=None)
     aborted: bool = field(init=False, default=False)
     hard_timeout_noted: bool = field(init=False, default=False)
@@ -163,13 +167,13 @@ class ConvergencePolicy:
         if self.aborted or not sample.active:
             return []
         elapsed = now - self.started_at
+        self._track_progress(now, sample)
         hard = self._hard_timeout(now, elapsed)
         if hard is not None:
             return hard
         if self.escalated is not None:
             return []
         decided = self._downtime_steps(now, elapsed)
-        self._track_progress(now, sample)
         timeout_reason = self._timeout_reason(now, elapsed)
         if timeout_reason:
             decided.append(self._escalate(now, timeout_reason))
@@ -186,7 +190,7 @@ class ConvergencePolicy:
                              "aborting now would lose the guest, waiting for post-copy to finish")
             return []
         self.aborted = True
-        return [self._record(now, ABORT, f"hard timeout of {limit:g}s reached")]
+        return [self._record(now, ABORT, self._with_silence(now, f"hard timeout of {limit:g}s reached"))]
 
     def _downtime_steps(self, now: float, elapsed: float) -> list[PolicyAction]:
         due_value = None
@@ -201,6 +205,9 @@ class ConvergencePolicy:
         return [self._record(now, SET_DOWNTIME, step_reason, due_value)]
 
     def _track_progress(self, now: float, sample: JobSample) -> None:
+        sent = sample.data_processed
+        if sent is not None and (self.last_sent is None or sent > self.last_sent):
+            self.last_sent, self.last_sent_at = sent, now
         remaining = sample.data_remaining
         if remaining is None or not sample.data_total:
             return
@@ -223,7 +230,14 @@ class ConvergencePolicy:
         if on_timeout == ABORT:
             self.aborted = True
         self.escalated = on_timeout
-        return self._record(now, on_timeout, reason)
+        return self._record(now, on_timeout, self._with_silence(now, reason))
+
+    def _with_silence(self, now: float, reason: str) -> str:
+        """Add to ``reason`` that nothing was sent lately, when so: the link, not convergence, is the cause."""
+        if self.last_sent_at is None or now - self.last_sent_at < SILENT_LINK_SECONDS:
+            return reason
+        return (f"{reason}; nothing was sent for the last {now - self.last_sent_at:.0f}s (data_processed stuck at "
+                f"{self.last_sent} bytes): the link to the destination looks down or blocked")
 
     def escalation_failed(self, now: float, failed: PolicyAction) -> PolicyAction | None:
         """libvirt refused a postcopy/suspend escalation: fall back to abort."""

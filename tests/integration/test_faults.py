@@ -212,6 +212,8 @@ def test_link_to_destination_cut_during(home, observed):
         result = finish(proc)
     assert result.get("failed"), result
     says(result, "migration failed", "runs on: source", "libvirt said")
+    names_the_link = ("the link to the destination looks down", "client socket is closed", "keepalive")
+    assert any(words in message(result).lower() for words in names_the_link), message(result)
     host = outcome(observed, result, home)
     observed(f"(the source gave up {gave_up:.0f} s after the cut)")
     assert host == SOURCE

@@ -370,7 +370,7 @@ def test_never_converging_is_aborted_and_source_keeps_running(world):
         make(world, convergence={"completion_timeout_per_gib": 5, "progress_timeout": 0,
                                  "downtime_steps": 0}).run()
     error = caught.value
-    assert "aborted by the convergence policy" in str(error)
+    assert "aborted by the convergence policy: completion timeout of 5s" in str(error)
     assert "the domain now runs on: source" in str(error)
     assert error.libvirt_error == "operation aborted: migration out job: canceled by client"
     assert [a["action"] for a in error.details["policy_actions"]] == ["abort"]

@@ -14,15 +14,17 @@ from ansible_collections.virtops.migration.plugins.module_utils._policy import (
 START = 100.0
 
 
-def running(remaining, total=GIB):
-    return JobSample(active=True, data_total=total, data_remaining=remaining, data_processed=total - remaining)
+def running(remaining, total=GIB, sent=None):
+    """A job sample; ``sent`` (data_processed) defaults to what left the source so far, never less."""
+    processed = total - remaining if sent is None else sent
+    return JobSample(active=True, data_total=total, data_remaining=remaining, data_processed=processed)
 
 
 def run(config, samples, memory=GIB):
-    """Feed (seconds since start, data_remaining) samples; return the recorded actions."""
+    """Feed (seconds since start, data_remaining) samples, data going out all along; return the actions."""
     policy = ConvergencePolicy(config, memory, START)
     for at, remaining in samples:
-        policy.evaluate(START + at, running(remaining))
+        policy.evaluate(START + at, running(remaining, sent=GIB - remaining + int(at * 1000)))
     return policy, [(a.at, a.action, a.value) for a in policy.actions]
 
 
@@ -161,3 +163,40 @@ def test_summary_rounds_times():
     assert policy.summary() == [{"at": 10.123, "action": "abort", "value": None,
                                  "reason": "completion timeout of 10s (10s per GiB of RAM) reached",
                                  "result": "pending"}]
+
+
+def sending(at_seconds, processed, remaining=GIB // 2):
+    return START + at_seconds, JobSample(active=True, data_total=GIB, data_remaining=remaining,
+                                         data_processed=processed)
+
+
+def test_a_timeout_while_nothing_is_sent_names_the_link():
+    policy = ConvergencePolicy(PolicyConfig(completion_timeout_per_gib=30, progress_timeout=0, **NO_RAMP), GIB,
+                               START)
+    for at, processed in [(0, 1000), (5, 2000), (10, 3000), (15, 3000), (25, 3000), (30, 3000)]:
+        policy.evaluate(*sending(at, processed))
+    (abort,) = policy.actions
+    assert abort.action == "abort"
+    assert abort.reason.startswith("completion timeout of 30s")
+    assert abort.reason.endswith("nothing was sent for the last 20s (data_processed stuck at 3000 bytes): the link "
+                                 "to the destination looks down or blocked")
+
+
+def test_a_timeout_while_data_flows_does_not_blame_the_link():
+    """Dirtying faster than the link sends: remaining stays, but data keeps going out."""
+    policy = ConvergencePolicy(PolicyConfig(completion_timeout_per_gib=30, progress_timeout=0, **NO_RAMP), GIB,
+                               START)
+    for at in range(0, 31, 5):
+        policy.evaluate(*sending(at, 1000 + at * 1000))
+    (abort,) = policy.actions
+    assert "nothing was sent" not in abort.reason
+
+
+def test_a_hard_timeout_while_nothing_is_sent_names_the_link():
+    policy = ConvergencePolicy(PolicyConfig(completion_timeout_per_gib=0, progress_timeout=0, hard_timeout=12,
+                                            **NO_RAMP), GIB, START)
+    for at in (0, 1, 12):
+        policy.evaluate(*sending(at, 500))
+    (abort,) = policy.actions
+    assert abort.reason == ("hard timeout of 12s reached; nothing was sent for the last 12s (data_processed stuck "
+                            "at 500 bytes): the link to the destination looks down or blocked")
