@@ -76,11 +76,21 @@ def render_text(report: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{count} {name}" for name, count in summary.get("by_result", {}).items())
     lines.append("Total {} guest(s){}; {:.1f} s".format(summary.get("total", 0), f": {counts}" if counts else "",
                                                         float(summary.get("seconds", 0.0))))
-    notes = [row for row in rows if row.get("message") and row.get("result") not in ("migrated", "unchanged")]
+    notes = [note for note in (_note(row) for row in rows) if note]
     if notes:
         lines.append("")
-        lines += ["{}: {}".format(row.get("name"), row.get("message")) for row in notes]
+        lines += notes
     return "\n".join(lines) + "\n"
+
+
+def _note(row: Mapping[str, Any]) -> str | None:
+    """The line the report adds under the table for ``row``: its problem, or that it was re-placed."""
+    parts = []
+    if row.get("re_placed_from"):
+        parts.append("re-placed from {} (lost during the run)".format(", ".join(row["re_placed_from"])))
+    if row.get("message") and row.get("result") not in ("migrated", "unchanged"):
+        parts.append(str(row["message"]))
+    return "{}: {}".format(row.get("name"), "; ".join(parts)) if parts else None
 
 
 def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:

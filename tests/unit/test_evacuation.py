@@ -688,6 +688,7 @@ def test_guests_of_a_destination_lost_before_connecting_go_to_the_others(hosts):
     moved = [row for row in result["vms"] if row["re_placed_from"]]
     assert moved and all(row["re_placed_from"] == ["hv3"] for row in moved)
     assert lost[0] in {row["name"] for row in moved}, "the guest that found hv3 gone was not placed again"
+    assert f"{lost[0]}: re-placed from hv3 (lost during the run)" in result["report_text"].splitlines()
     assert all(row["reason"].startswith("re-placed, hv3 was lost: ") for row in moved)
     assert hv(hosts, "hv1").domains == {} and hv(hosts, "hv3").domains == {}
     hv3 = next(load for load in result["destinations"] if load["name"] == "hv3")
