@@ -337,6 +337,18 @@ def hypervisor_snapshot(hosts: tuple[str, ...] = ("hv1", "hv2", "hv3")) -> dict[
 # Faults: libvirt daemons stopped or killed, links cut, where a guest runs on every hypervisor
 
 HYPERVISORS = ("hv1", "hv2", "hv3")
+PKI_ORGANIZATION = "virtops"  # libvirt_pki_organization
+PKI_ADMIN_CN = "virtops-admin"  # libvirt_pki_admin_common_name
+
+
+def libvirtd_role_on(target: str, **settings: Any) -> Run:
+    """Apply the libvirtd role to ``target`` (a host or group) with the lab's settings, as the bootstrap
+    does, plus ``settings`` (role variables)."""
+    dns = [f"O={PKI_ORGANIZATION},CN={host}.{LAB_NAME}.virtops.test" for host in HYPERVISORS]
+    dns.append(f"O={PKI_ORGANIZATION},CN={PKI_ADMIN_CN}")
+    return playbook(PLAYBOOKS / "apply_role.yml", dict({"virtops_test_role": "libvirtd", "virtops_test_target": target,
+                                                       "libvirtd_tls_allowed_dn_list": dns}, **settings),
+                    timeout=600)
 
 
 def libvirt_daemon(host: str) -> str:

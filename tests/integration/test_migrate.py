@@ -34,6 +34,8 @@ BOOTSECTOR_GUESTS = [
     {"name": "mt-tunnelled", "host": SOURCE},
     {"name": "mt-tls-stream", "host": SOURCE},
     {"name": "mt-direct-tls", "host": SOURCE},
+    {"name": "mt-ssh", "host": SOURCE},
+    {"name": "mt-ssh-tunnelled", "host": SOURCE},
     {"name": "mt-local", "host": SOURCE, "disk": "local", "precreate_on": [DEST]},
     {"name": "mt-offline", "host": SOURCE, "running": False},
 ]
@@ -156,13 +158,28 @@ def test_undefine_without_persistent_is_refused_before_any_change(guests):
 # Transports
 
 
+SSH_URI = f"qemu+ssh://root@{DEST}.{lab.LAB_NAME}.virtops.test/system"
+
+
+@pytest.fixture(scope="module")
+def ssh_trust(lab_ready):
+    """The hypervisors trust each other's root key for qemu+ssh:// (the libvirtd role, libvirtd_ssh_trust)."""
+    run = lab.libvirtd_role_on("hypervisors", libvirtd_ssh_trust=True)
+    assert run.rc == 0, f"SSH trust failed: {run.describe()}"
+
+
 @pytest.mark.parametrize("name,options,flag_in,flag_out", [
     ("mt-direct", {"p2p": False}, [], ["VIR_MIGRATE_PEER2PEER"]),
     ("mt-tunnelled", {"tunnelled": True}, ["VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_TUNNELLED"], []),
     ("mt-tls-stream", {"tls": True}, ["VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_TLS"], ["VIR_MIGRATE_TUNNELLED"]),
     ("mt-direct-tls", {"p2p": False, "tls": True}, ["VIR_MIGRATE_TLS"], ["VIR_MIGRATE_PEER2PEER"]),
+    ("mt-ssh", {"dest_uri": SSH_URI}, ["VIR_MIGRATE_PEER2PEER"], ["VIR_MIGRATE_TUNNELLED"]),
+    ("mt-ssh-tunnelled", {"dest_uri": SSH_URI, "tunnelled": True}, ["VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_TUNNELLED"],
+     []),
 ])
-def test_transports(guests, name, options, flag_in, flag_out):
+def test_transports(guests, request, name, options, flag_in, flag_out):
+    if options.get("dest_uri") == SSH_URI:
+        request.getfixturevalue("ssh_trust")
     result = migrate(name, **options)
     assert result.get("failed") is not True, result.get("msg")
     assert result["changed"] is True

@@ -38,8 +38,8 @@ HYPERVISORS = (SOURCE, DEST, SPARE)
 # The libvirt_pki role's defaults: libvirt_pki_ca_dir and the admin client certificate under it.
 PKI_DIR = Path(os.environ.get("HOME", "/root")) / ".virtops" / "pki"
 CA_CERT, CA_KEY, ADMIN_DIR = PKI_DIR / "ca" / "cacert.pem", PKI_DIR / "ca" / "cakey.pem", PKI_DIR / "admin"
-ORGANIZATION = "virtops"  # libvirt_pki_organization
-ADMIN_CN = "virtops-admin"  # libvirt_pki_admin_common_name
+ORGANIZATION = lab.PKI_ORGANIZATION
+ADMIN_CN = lab.PKI_ADMIN_CN
 CLIENT_CERT, CLIENT_KEY = "/etc/pki/libvirt/clientcert.pem", "/etc/pki/libvirt/private/clientkey.pem"
 HOST_CERTS = ["/etc/pki/libvirt/servercert.pem", CLIENT_CERT, "/etc/pki/qemu/server-cert.pem",
               "/etc/pki/qemu/client-cert.pem"]
@@ -419,13 +419,6 @@ def _verbose(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
                           timeout=timeout, check=False)
 
 
-def libvirtd_defaults_on(host: str) -> lab.Run:
-    """Apply the libvirtd role to ``host`` with the lab's settings (as the bootstrap does)."""
-    dns = [f"O={ORGANIZATION},CN={fqdn(h)}" for h in HYPERVISORS] + [f"O={ORGANIZATION},CN={ADMIN_CN}"]
-    return lab.playbook(APPLY_ROLE, {"virtops_test_role": "libvirtd", "virtops_test_target": host,
-                                     "libvirtd_tls_allowed_dn_list": dns}, timeout=600)
-
-
 SASL_DB = "/etc/libvirt/passwd.db"
 SASL_FILES = ["/etc/sasl2/libvirt.conf", SASL_DB]
 LIBVIRTD_CONFIG = ["/etc/libvirt/libvirtd.conf", "/etc/libvirt/qemu.conf", "/etc/default/libvirtd",
@@ -486,7 +479,7 @@ def secrets_run(lab_ready, tmp_path_factory):
                 lab.ssh(SPARE, f"rm -f {path}")
             else:
                 lab.ssh_input(SPARE, f"base64 -d > {path}", content.encode())
-        back = libvirtd_defaults_on(SPARE)
+        back = lab.libvirtd_role_on(SPARE)
         assert restore.returncode == 0, restore.stderr
         assert back.rc == 0, f"restoring libvirtd on hv3 failed: {back.describe()}"
         assert lab.file_checksums(SPARE, [SASL_DB])[SASL_DB] == "absent", \
