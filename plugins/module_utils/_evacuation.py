@@ -675,11 +675,8 @@ class Evacuation:
     # -- rows ---------------------------------------------------------------
 
     def row(self, item: Assignment, result: str, message: str | None) -> dict[str, Any]:
-        return {"name": item.guest.name, "uuid": item.guest.uuid, "from": self.discovery.source_name,
-                "to": item.destination, "mode": item.guest.mode, "memory_mib": item.guest.memory_kib // KIB_PER_MIB,
-                "result": result, "changed": False, "action": None, "seconds": None, "downtime_ms": None,
-                "data_sent_bytes": None, "message": message, "reason": item.reason, "re_placed_from": [],
-                "details": {}}
+        return report_row(item.guest.name, item.guest.uuid, self.discovery.source_name, item.destination,
+                          item.guest.mode, item.guest.memory_kib // KIB_PER_MIB, result, message, item.reason)
 
     def finish(self, item: Assignment, result: str, message: str | None = None,
                migration: Mapping[str, Any] | None = None) -> None:
@@ -854,6 +851,14 @@ class Scheduler:
 # The result
 
 
+def report_row(name: str, uuid: str, source: str, destination: str | None, mode: str, memory_mib: int,
+               result: str, message: str | None, reason: str | None) -> dict[str, Any]:
+    """One guest's row of the result and the report, before any migration filled it in."""
+    return {"name": name, "uuid": uuid, "from": source, "to": destination, "mode": mode, "memory_mib": memory_mib,
+            "result": result, "changed": False, "action": None, "seconds": None, "downtime_ms": None,
+            "data_sent_bytes": None, "message": message, "reason": reason, "re_placed_from": [], "details": {}}
+
+
 def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     by_result: dict[str, int] = {}
     for row in rows:
@@ -866,11 +871,8 @@ def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 def build_result(evacuation: Evacuation, seconds: float) -> dict[str, Any]:
     plan, found, options = evacuation.plan, evacuation.discovery, evacuation.options
     rows = [evacuation.rows[item.guest.uuid] for item in plan.assignments]
-    left_rows = [{"name": entry["name"], "uuid": entry["uuid"], "from": found.source_name, "to": None,
-                  "mode": OFFLINE, "memory_mib": entry["memory_mib"], "result": LEFT, "changed": False,
-                  "action": None, "seconds": None, "downtime_ms": None, "data_sent_bytes": None,
-                  "message": entry["reason"], "reason": entry["reason"], "re_placed_from": [], "details": {}}
-                 for entry in found.left]
+    left_rows = [report_row(entry["name"], entry["uuid"], found.source_name, None, OFFLINE, entry["memory_mib"],
+                            LEFT, entry["reason"], entry["reason"]) for entry in found.left]
     all_rows = rows + left_rows
     summary = summarize(all_rows, seconds)
     changed = summary["changed"] > 0

@@ -252,7 +252,7 @@ class Placer:
         if load is not None and not load.info.excluded:
             load.info.excluded = f"unreachable during this run ({why})"
 
-    def replace(self, item: Assignment) -> Assignment:
+    def replace(self, item: Assignment) -> None:
         """Place ``item``'s guest again, after its destination was lost; ``item`` is updated in place."""
         lost = item.destination
         load = self.load_of(lost or "")
@@ -262,7 +262,6 @@ class Placer:
         again = self.place(item.guest)
         item.destination, item.dest_uri = again.destination, again.dest_uri
         item.reason = f"re-placed, {lost} was lost: {again.reason}"
-        return item
 
     def problem(self, guest: GuestInfo, load: DestinationLoad) -> str | None:
         """Why ``load`` cannot take ``guest`` (None: it can)."""
