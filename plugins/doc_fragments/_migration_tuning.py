@@ -122,12 +122,20 @@ options:
     default: false
   on_paused_source:
     description:
-      - What to do with a domain found paused on the source and absent from the destination (for example left
-        paused by an earlier failed attempt).
-      - V(resume) resumes it on the source, then migrates it live. V(migrate_paused) migrates it as it is
-        (C(VIR_MIGRATE_PAUSED)); it stays paused on the destination.
+      - What to do with a domain found paused on the source and absent from the destination. libvirt's pause
+        reason decides what is this module's to undo. Only a domain paused by a migration (reason C(migration):
+        an earlier attempt failed before the source was resumed) may be resumed. A domain paused by its user
+        (C(virsh suspend)), by an I/O error or for any other reason is never resumed. It moves paused
+        (C(VIR_MIGRATE_PAUSED)) and arrives paused, or is refused.
+      - V(resume) resumes a domain a migration paused, then migrates it live; any other paused domain moves
+        paused and stays paused.
+      - V(migrate_paused) moves every paused domain as it is; it stays paused on the destination.
+      - V(refuse) resumes and migrates a domain a migration paused, and refuses a domain paused for any other
+        reason, touching nothing.
+      - The result's C(explanation) and C(warnings) say which it was; M(virtops.migration.evacuate) reports it per
+        guest (C(pause_reason), and guests it leaves on the source).
     type: str
-    choices: [resume, migrate_paused]
+    choices: [resume, migrate_paused, refuse]
     default: resume
   timeout:
     description:
@@ -137,14 +145,14 @@ options:
     type: int
   preflight_skip:
     description:
-      - Preflight checks to skip, by name. V(host_uuid) (the hosts report different host UUIDs), V(cpu)
-        (C(virConnectCompareHypervisorCPU) of the guest CPU on the destination), V(memory) (free plus cached
+      - Preflight checks to skip, by name. V(cpu) (C(virConnectCompareHypervisorCPU) of the guest CPU on the destination), V(memory) (free plus cached
         memory on the destination covers the guest's memory), V(storage) (every disk is shared or copied),
         V(networks) (libvirt networks, bridges and direct devices of the guest exist on the destination).
-      - The destination connection check cannot be skipped.
+      - The destination connection check cannot be skipped, nor the comparison of the two hosts' identities
+        (host UUIDs), which runs before the domain is looked up.
     type: list
     elements: str
-    choices: [host_uuid, cpu, memory, storage, networks]
+    choices: [cpu, memory, storage, networks]
     default: []
   convergence:
     description:

@@ -42,7 +42,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._connection impo
     parse_uri,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._domain import (
+    PAUSED,
     SHUTOFF,
+    DomainInfo,
     describe_domain,
     guest_spec,
     lookup_by_uuid,
@@ -89,6 +91,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._preflight impor
 )
 from ansible_collections.virtops.migration.plugins.module_utils._reconcile import (
     MIGRATING_ACTIONS,
+    REFUSE,
+    describe_pause,
+    paused_source_handling,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._run_lock import (
     evacuation_lock,
@@ -332,16 +337,27 @@ class Discoverer:
             if not selected(info.name, self.options.include, self.options.exclude):
                 self.found.filtered.append(info.name)
                 continue
-            if info.state == SHUTOFF and self.options.stopped_guests == "leave":
+            left_because = self.reason_to_leave(info)
+            if left_because:
                 self.found.left.append({"name": info.name, "uuid": info.uuid, "memory_mib": info.max_memory_kib // KIB_PER_MIB,
-                                        "reason": "stopped; left on the source (stopped_guests: leave)"})
+                                        "reason": left_because})
                 continue
             spec = guest_spec(migratable_xml(dom, inactive=info.state == SHUTOFF))
             self.found.specs[info.uuid] = spec
             self.found.guests.append(GuestInfo(
                 name=info.name, uuid=info.uuid, state=info.state, persistent=info.persistent,
                 memory_kib=info.max_memory_kib, mode=OFFLINE if info.state == SHUTOFF else LIVE,
-                cpu_signature=cpu_signature(spec)))
+                cpu_signature=cpu_signature(spec), pause_reason=info.reason if info.state == PAUSED else None))
+
+    def reason_to_leave(self, info: DomainInfo) -> str | None:
+        """Why a selected guest stays on the source untouched, or None when it is to move."""
+        if info.state == SHUTOFF and self.options.stopped_guests == "leave":
+            return "stopped; left on the source (stopped_guests: leave)"
+        on_paused_source = self.options.migration.get("on_paused_source") or "resume"
+        if info.state == PAUSED and not info.postcopy_state and \
+                paused_source_handling(info.reason, on_paused_source) == REFUSE:
+            return f"{describe_pause(info.reason)}; left on the source (on_paused_source: refuse)"
+        return None
 
     def read_destination(self, dest: DestinationSpec) -> None:
         reserve = self.options.memory_reserve_mib * KIB_PER_MIB
@@ -676,7 +692,8 @@ class Evacuation:
 
     def row(self, item: Assignment, result: str, message: str | None) -> dict[str, Any]:
         return report_row(item.guest.name, item.guest.uuid, self.discovery.source_name, item.destination,
-                          item.guest.mode, item.guest.memory_kib // KIB_PER_MIB, result, message, item.reason)
+                          item.guest.mode, item.guest.memory_kib // KIB_PER_MIB, result, message, item.reason,
+                          item.guest.pause_reason)
 
     def finish(self, item: Assignment, result: str, message: str | None = None,
                migration: Mapping[str, Any] | None = None) -> None:
@@ -852,11 +869,12 @@ class Scheduler:
 
 
 def report_row(name: str, uuid: str, source: str, destination: str | None, mode: str, memory_mib: int,
-               result: str, message: str | None, reason: str | None) -> dict[str, Any]:
+               result: str, message: str | None, reason: str | None, pause_reason: str | None = None) -> dict[str, Any]:
     """One guest's row of the result and the report, before any migration filled it in."""
     return {"name": name, "uuid": uuid, "from": source, "to": destination, "mode": mode, "memory_mib": memory_mib,
             "result": result, "changed": False, "action": None, "seconds": None, "downtime_ms": None,
-            "data_sent_bytes": None, "message": message, "reason": reason, "re_placed_from": [], "details": {}}
+            "data_sent_bytes": None, "message": message, "reason": reason, "re_placed_from": [],
+            "pause_reason": pause_reason, "details": {}}
 
 
 def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

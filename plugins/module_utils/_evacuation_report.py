@@ -15,6 +15,11 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._reconcile import (
+    RESUME_SOURCE,
+    describe_pause,
+)
+
 FILE_MODE = 0o640
 DIR_MODE = 0o750
 
@@ -86,11 +91,23 @@ def render_text(report: Mapping[str, Any]) -> str:
 def _note(row: Mapping[str, Any]) -> str | None:
     """The line the report adds under the table for ``row``: its problem, or that it was re-placed."""
     parts = []
+    if row.get("pause_reason") and row.get("result") not in ("left", "unplaceable", "not_started"):
+        parts.append(paused_note(row))
     if row.get("re_placed_from"):
         parts.append("re-placed from {} (lost during the run)".format(", ".join(row["re_placed_from"])))
     if row.get("message") and row.get("result") not in ("migrated", "unchanged"):
         parts.append(str(row["message"]))
     return "{}: {}".format(row.get("name"), "; ".join(parts)) if parts else None
+
+
+def paused_note(row: Mapping[str, Any]) -> str:
+    """What became of a guest found paused: resumed (a migration had paused it) or moved paused."""
+    planned = row.get("result") == "planned"
+    if RESUME_SOURCE in str(row.get("action") or ""):
+        return "{}: {} on the source, then migrated".format(describe_pause(str(row["pause_reason"])),
+                                                          "to be resumed" if planned else "resumed")
+    return "{}: {} paused; it stays paused on {}".format(describe_pause(str(row["pause_reason"])),
+                                                         "moves" if planned else "moved", row.get("to") or "?")
 
 
 def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:

@@ -21,6 +21,7 @@ and never undefines the source.
 from __future__ import annotations
 
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._preflight impor
     PreflightContext,
     PreflightReport,
     classify_disks,
+    host_uuid_of,
     mount_fs_type,
     plan_copied_disks,
     run_preflight,
@@ -95,6 +97,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._reconcile impor
     placement,
     predicted_placement,
     reconcile,
+    refuse_same_host,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._run_lock import (
     RunLock,
@@ -135,6 +138,7 @@ class RunState:
     stats: dict[str, Any] = field(default_factory=dict)
     resumed_by_us: bool = False
     placement_after: dict[str, Any] | None = None
+    host_uuids: tuple[str | None, str | None] = (None, None)
 
 
 def undefine_flags() -> int:
@@ -208,8 +212,10 @@ class Migrator:
             with self.phase("connect"):
                 self.source_conn = self.connect(self.request.uri, "source", **self.context())
                 self.dest_conn = self.connect(self.request.dest_uri, "destination", **self.context())
+                self.state.host_uuids = self.read_host_uuids()
+                hosts_distinct = refuse_same_host(self.request, *self.state.host_uuids)
             with self.phase("lookup"):
-                self.state.observed = self.observe()
+                self.state.observed = self.observe(hosts_distinct)
                 if self.state.observed.source is not None:
                     validate_against_domain(self.request, self.state.observed.source, None)
             with self.phase("reconcile"):
@@ -235,7 +241,18 @@ class Migrator:
 
     # -- lookup -------------------------------------------------------------
 
-    def observe(self) -> Observed:
+    def read_host_uuids(self) -> tuple[str | None, str | None]:
+        """Each side's host UUID, None where libvirt would not say (then the hosts are not proven distinct)."""
+        uuids: list[str | None] = []
+        for role, conn in (("source", self.source_conn), ("destination", self.dest_conn)):
+            try:
+                uuids.append(host_uuid_of(conn))
+            except (libvirt.libvirtError, ET.ParseError) as exc:
+                self.state.warnings.append(f"could not read the {role}'s host UUID: {exc}")
+                uuids.append(None)
+        return uuids[0], uuids[1]
+
+    def observe(self, hosts_distinct: bool) -> Observed:
         request = self.request
         source_dom = find_domain(self.source_conn, request.name, request.uuid)
         uuid = source_dom.UUIDString() if source_dom is not None else request.uuid
@@ -250,7 +267,7 @@ class Migrator:
         self.state.source_dom, self.state.dest_dom = source_dom, dest_dom
         source = describe_domain(source_dom) if source_dom is not None else None
         dest = describe_domain(dest_dom) if dest_dom is not None else None
-        return Observed(source, dest, self.job_active(source_dom, source), self.name_owner(source, dest))
+        return Observed(source, dest, self.job_active(source_dom, source), self.name_owner(source, dest), hosts_distinct)
 
     def lock_domain(self, uuid: str) -> bool:
         """Hold this domain's run lock until the run ends; True once held (False in check mode).
@@ -639,6 +656,7 @@ class Migrator:
             "uuid": request.uuid,
             "source": request.uri,
             "destination": request.dest_uri,
+            "host_uuids": {"source": state.host_uuids[0], "destination": state.host_uuids[1]},
             "flags": flag_names(state.plan.flags),
             "flags_value": state.plan.flags,
             "params": redact_params(state.plan.params),

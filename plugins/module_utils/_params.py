@@ -46,8 +46,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._policy import (
 
 COPY_STORAGE_CHOICES = ("none", "all", "inc")
 COMPRESSION_CHOICES = ("xbzrle", "mt")
-PAUSED_SOURCE_CHOICES = ("resume", "migrate_paused")
-PREFLIGHT_CHECKS = ("host_uuid", "cpu", "memory", "storage", "networks")
+PAUSED_SOURCE_CHOICES = ("resume", "migrate_paused", "refuse")
+PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
 # Flag names in the order they are reported.

@@ -66,6 +66,7 @@ class GuestInfo:
     pinned_to: str | None = None
     pinned_active: bool = False
     cpu_signature: str | None = None
+    pause_reason: str | None = None  # libvirt's reason when the guest is paused
 
     @property
     def needs_kib(self) -> int:
@@ -76,7 +77,7 @@ class GuestInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "uuid": self.uuid, "state": self.state, "persistent": self.persistent,
-                "memory_mib": mib(self.memory_kib), "mode": self.mode}
+                "memory_mib": mib(self.memory_kib), "mode": self.mode, "pause_reason": self.pause_reason}
 
 
 @dataclass

@@ -7,9 +7,10 @@
 
 """Preflight checks: fail early, with a clear message, before anything changes.
 
-Named checks (skippable through ``preflight_skip``): ``host_uuid``, ``cpu``,
-``memory``, ``storage``, ``networks``.  ``dest_reachable`` always runs: every
-other step needs the destination connection.
+Named checks (skippable through ``preflight_skip``): ``cpu``, ``memory``,
+``storage``, ``networks``.  ``dest_reachable`` always runs: every other step
+needs the destination connection.  The hosts' identities (host UUIDs) are
+compared earlier, before the domain is looked up (_reconcile.refuse_same_host).
 
 What storage sharing can and cannot be detected, honestly:
 - network disks (``<disk type='network'>``, e.g. QEMU's NFS client, RBD) are shared;
@@ -199,6 +200,7 @@ class PreflightContext:
 
 
 def host_uuid_of(conn: Any) -> str | None:
+    """The host UUID libvirt reports for the host behind ``conn`` (its identity, whatever the URI says)."""
     return ET.fromstring(conn.getCapabilities()).findtext("host/uuid")
 
 
@@ -206,15 +208,6 @@ def check_dest_reachable(ctx: PreflightContext) -> CheckResult:
     version = ctx.dest_conn.getLibVersion()
     major, minor = version // 1000000, (version // 1000) % 1000
     return CheckResult("dest_reachable", PASSED, f"destination libvirt {major}.{minor} answers")
-
-
-def check_host_uuid(ctx: PreflightContext) -> CheckResult:
-    source_uuid, dest_uuid = host_uuid_of(ctx.source_conn), host_uuid_of(ctx.dest_conn)
-    if source_uuid and source_uuid == dest_uuid:
-        return CheckResult("host_uuid", FAILED, f"both hosts report host UUID {source_uuid}; libvirt refuses to migrate "
-                           "('Attempt to migrate guest to the same host'). Set a distinct host_uuid in "
-                           "libvirtd.conf on cloned hosts")
-    return CheckResult("host_uuid", PASSED, f"host UUIDs differ ({source_uuid}, {dest_uuid})")
 
 
 def check_cpu(ctx: PreflightContext) -> CheckResult:
@@ -316,7 +309,6 @@ def check_networks(ctx: PreflightContext) -> CheckResult:
 
 
 CHECKS: tuple[tuple[str, Callable[[PreflightContext], CheckResult]], ...] = (
-    ("host_uuid", check_host_uuid),
     ("cpu", check_cpu),
     ("memory", check_memory),
     ("storage", check_storage),

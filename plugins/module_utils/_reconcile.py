@@ -12,7 +12,8 @@ The table of ARCHITECTURE.md, extended with the cases it implies:
 | source              | destination          | action                                 | changed |
 |---------------------|----------------------|----------------------------------------|---------|
 | running             | absent / shut off    | migrate                                | true    |
-| paused              | absent / shut off    | resume then migrate, or migrate paused | true    |
+| paused by migration | absent / shut off    | resume then migrate, or migrate paused | true    |
+| paused otherwise    | absent / shut off    | migrate paused, or refuse              | true    |
 | shut off (defined)  | absent               | offline migrate (live: false) else fail| true    |
 | absent / shut off   | active, as requested | nothing                                | false   |
 | absent / shut off   | active, transient    | define on destination (persistent)     | true    |
@@ -23,6 +24,15 @@ The table of ARCHITECTURE.md, extended with the cases it implies:
 | postcopy failed     | postcopy failed      | post-copy resume (post_copy: true)     | true    |
 | active              | active               | fail: split brain, touch nothing       | false   |
 | absent              | absent               | fail: VIR_ERR_NO_DOMAIN                | false   |
+
+Before any of this, the two connections' host identities (libvirt's host UUID) are compared:
+one UUID behind both URIs is the source host under two names (or a clone with the same
+host_uuid), refused whatever the URIs say; its "two copies" of a guest are one guest.
+
+A paused source is resumed only when libvirt says a migration paused it (reason
+``migration``: an earlier attempt failed before the source was resumed). A guest paused by
+its user, an I/O error or anything else is never resumed: it moves paused and arrives paused,
+or is refused (``on_paused_source: refuse``).
 """
 
 from __future__ import annotations
@@ -55,6 +65,9 @@ DEFINE_ON_DEST = "define_on_destination"
 UNDEFINE_SOURCE = "undefine_source"
 MIGRATING_ACTIONS = (MIGRATE, MIGRATE_PAUSED, MIGRATE_OFFLINE, POSTCOPY_RESUME)
 
+PAUSED_BY_MIGRATION = "migration"  # the pause reason libvirt gives a source a migration paused
+RESUME, MOVE_PAUSED, REFUSE = "resume", "migrate_paused", "refuse"  # on_paused_source
+
 
 @dataclass
 class Observed:
@@ -64,6 +77,7 @@ class Observed:
     destination: DomainInfo | None
     source_job_active: bool = False
     dest_name_owner: str | None = None  # UUID of another domain holding the target name
+    hosts_distinct: bool = False  # both host UUIDs read, and they differ: two copies are two guests
 
 
 @dataclass
@@ -94,6 +108,22 @@ def _fail_not_found(request: MigrationRequest) -> DomainNotFound:
     )
 
 
+def refuse_same_host(request: MigrationRequest, source_host_uuid: str | None, dest_host_uuid: str | None) -> bool:
+    """Refuse two URIs that reach one host; True when both identities were read and differ.
+
+    Runs before anything is looked up: on one host under two names every domain is found "on both
+    hosts", and treating that as split brain would advise destroying the only copy.
+    """
+    if source_host_uuid and source_host_uuid == dest_host_uuid:
+        raise ValidationError(
+            "compare hosts",
+            f"the destination is the source host: both connections reach a libvirtd with host UUID "
+            f"{source_host_uuid} (one host under two names, or a clone that kept its host_uuid); nothing was touched",
+            hint="point dest_uri at another hypervisor; if it is another machine, give it a host_uuid of its own "
+                 "(libvirtd role: libvirtd_host_uuid) and restart libvirtd there", **request.context())
+    return bool(source_host_uuid and dest_host_uuid)
+
+
 def _describe(info: DomainInfo) -> str:
     kind = "persistent" if info.persistent else "transient"
     return f"{info.state} ({info.reason}, {kind})"
@@ -117,9 +147,19 @@ def _both_active(request: MigrationRequest, observed: Observed) -> Reconciliatio
     raise SplitBrain(
         "reconcile",
         f"domain is active on both hosts (source {_describe(source)}, destination {_describe(dest)}); nothing was touched",
-        hint="find out which copy is authoritative and destroy the other one by hand",
-        **request.context(),
-    )
+        hint=_split_brain_hint(observed, source, dest), **request.context())
+
+
+def _split_brain_hint(observed: Observed, source: DomainInfo, dest: DomainInfo) -> str:
+    """Advise destroying a copy only when two running copies on two distinct hosts are proven."""
+    if observed.hosts_distinct and source.state == RUNNING and dest.state == RUNNING:
+        return ("two copies run on two distinct hosts: find out which copy is authoritative (the one whose disk "
+                "holds the current data) and destroy the other one by hand")
+    if not observed.hosts_distinct:
+        return ("the hosts' identities could not be compared, so these may be one guest seen twice: inspect both "
+                "hosts by hand and destroy nothing until you know they are two copies")
+    return ("one copy is not running: inspect both hosts by hand and destroy nothing until you know which copy "
+            "holds the guest's current state")
 
 
 def _source_active(request: MigrationRequest, source: DomainInfo) -> Reconciliation:
@@ -135,17 +175,46 @@ def _source_active(request: MigrationRequest, source: DomainInfo) -> Reconciliat
             "reconcile", "source is paused by a failed post-copy migration and the destination has "
             "no domain: the guest's memory may be lost", hint="inspect both hosts by hand",
             **request.context())
-    if source.state == PAUSED and request.on_paused_source == "resume":
+    if source.state == PAUSED:
+        return _source_paused(request, source)
+    raise ValidationError("reconcile", f"domain is in state {_describe(source)} on the source, which cannot be migrated", **request.context())
+
+
+def paused_source_handling(pause_reason: str, on_paused_source: str) -> str:
+    """What to do with a guest paused on the source: RESUME, MOVE_PAUSED or REFUSE.
+
+    Only a pause libvirt attributes to a migration is this collection's to undo; any other pause
+    (the user's ``virsh suspend``, an I/O error, a watchdog) is a state somebody chose or must see.
+    """
+    if pause_reason == PAUSED_BY_MIGRATION:
+        return MOVE_PAUSED if on_paused_source == MOVE_PAUSED else RESUME
+    return REFUSE if on_paused_source == REFUSE else MOVE_PAUSED
+
+
+def describe_pause(pause_reason: str) -> str:
+    if pause_reason == PAUSED_BY_MIGRATION:
+        return "paused by a migration (an earlier attempt failed before the source was resumed)"
+    if pause_reason == "user":
+        return "paused by its user (virsh suspend or the like)"
+    return f"paused (reason: {pause_reason})"
+
+
+def _source_paused(request: MigrationRequest, source: DomainInfo) -> Reconciliation:
+    handling = paused_source_handling(source.reason, request.on_paused_source)
+    why = f"{describe_pause(source.reason)} on the source, not on the destination"
+    if handling == RESUME:
         return Reconciliation(
             [RESUME_SOURCE, MIGRATE], True,
-            f"paused on source (reason: {source.reason}), not on destination, likely an earlier failed attempt: "
-            "resuming it on the source, then migrating (on_paused_source: resume)")
-    if source.state == PAUSED:
-        return Reconciliation(
-            [MIGRATE_PAUSED], True,
-            f"paused on source (reason: {source.reason}), not on destination: migrating it paused; it stays paused "
-            "on the destination (on_paused_source: migrate_paused)")
-    raise ValidationError("reconcile", f"domain is in state {_describe(source)} on the source, which cannot be migrated", **request.context())
+            f"{why}: resuming it on the source, then migrating (on_paused_source: {request.on_paused_source})")
+    if handling == REFUSE:
+        raise ValidationError(
+            "reconcile", f"the domain is {why}; on_paused_source: refuse leaves it alone; nothing was touched",
+            hint="resume it yourself if it should run, or let it move paused (on_paused_source: resume, the "
+                 "default, or migrate_paused): it arrives paused", **request.context())
+    return Reconciliation(
+        [MIGRATE_PAUSED], True,
+        f"{why}: migrating it paused; it arrives paused on the destination and stays paused",
+        [f"the domain is {describe_pause(source.reason)}: it moves paused and stays paused on the destination"])
 
 
 def _dest_active(request: MigrationRequest, observed: Observed) -> Reconciliation:

@@ -293,12 +293,14 @@ plan:
     - The placement, in the order the migrations start (pinned guests first, then largest first).
     - Each entry holds the guest (C(name), C(uuid), C(state), C(persistent), C(memory_mib), C(mode) V(live) or
       V(offline)), its C(destination) and C(dest_uri) (null when it fits nowhere), C(pinned), and C(reason).
+    - C(pause_reason) is libvirt's reason for a guest found paused (V(user), V(migration), V(ioerror) ...), null
+      otherwise. Only a guest a migration paused is resumed; any other moves paused (O(on_paused_source)).
   returned: success, and when the host was not emptied
   type: list
   elements: dict
   sample:
     - {name: db1, uuid: 6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10, state: running, persistent: true, memory_mib: 2048,
-       mode: live, destination: hv2, dest_uri: "qemu+tls://hv2.example.com/system", pinned: false,
+       mode: live, pause_reason: null, destination: hv2, dest_uri: "qemu+tls://hv2.example.com/system", pinned: false,
        reason: "2048 MiB, live; most memory left after placement: hv2 5120 MiB left after placement, 0 guest(s)
        already planned; other candidates: hv3 4096 MiB left after placement, 0 guest(s) already planned"}
 vms:
@@ -306,7 +308,10 @@ vms:
     - One entry per guest, in plan order, then the guests left on the source.
     - C(result) is V(migrated), V(finished) (an interrupted move completed without migrating again),
       V(unchanged), V(failed), V(unplaceable), V(not_started) (O(on_failure=stop)), V(left)
-      (O(stopped_guests=leave)), and in check mode V(planned) or V(would_fail).
+      (O(stopped_guests=leave), or a paused guest refused by O(on_paused_source=refuse)), and in check mode
+      V(planned) or V(would_fail).
+    - C(pause_reason) is libvirt's reason for a guest found paused, null otherwise; the text report says under
+      the table whether it was resumed (a migration had paused it) or moved paused.
     - C(seconds) is the time the guest's migration took, C(downtime_ms) and C(data_sent_bytes) come from
       libvirt's completed job statistics (C(downtime), C(data_processed)).
     - C(details) is the migrate module's result for that guest (flags, preflight, timings, stats, policy
@@ -320,7 +325,7 @@ vms:
     - {name: db1, uuid: 6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10, from: hv1, to: hv2, mode: live, memory_mib: 2048,
        result: migrated, changed: true, action: migrate, seconds: 12.4, downtime_ms: 38,
        data_sent_bytes: 2199023255, message: "running on source only: live migration", reason: "...", re_placed_from: [],
-       details: {}}
+       pause_reason: null, details: {}}
 filtered_out:
   description: Guests of the source not selected by O(include) and O(exclude).
   returned: success, and when the host was not emptied

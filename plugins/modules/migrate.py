@@ -15,9 +15,13 @@ description:
     source only means it is migrated. Running on the destination only, as requested, means nothing to do.
     Transient on the destination with O(persistent=true) means it is defined there. An inactive definition
     left on the source with O(undefine_source=true) is undefined. Found paused on the source by an earlier
-    failed attempt, it is resumed and migrated, or migrated paused (O(on_paused_source)).
+    failed migration, it is resumed and migrated; paused by its user (or for any other reason), it is moved
+    paused and arrives paused, or refused (O(on_paused_source)).
     Active on both hosts (split brain) is refused and neither is touched. Found on neither host fails
     with libvirt's VIR_ERR_NO_DOMAIN wording.
+  - Before the domain is looked up, the host identities (libvirt's host UUID) behind O(uri) and O(dest_uri)
+    are compared. One host reached under two names (or a clone with the same host UUID) is refused, whatever
+    the URIs say.
   - Before anything changes, bad option combinations are refused and preflight checks run (see
     O(preflight_skip)).
   - While the migration runs, a convergence policy watches libvirt's job statistics. It ramps up the
@@ -218,6 +222,14 @@ destination:
   returned: always
   type: str
   sample: qemu+tls://hv2.example.com/system
+host_uuids:
+  description:
+    - The host UUID libvirt reports on each side (C(source), C(destination)), compared before the domain is looked
+      up. One UUID on both sides is refused as the same host.
+    - A side is null when libvirt would not tell; then two active copies are not proven to be on two hosts.
+  returned: success
+  type: dict
+  sample: {source: 6f1c0d2e-3b5e-5e0a-9a53-6c6962766901, destination: 6f1c0d2e-3b5e-5e0a-9a53-6c6962766902}
 flags:
   description: Names of the C(VIR_MIGRATE_*) flags used (or planned). Empty when nothing migrates.
   returned: success
@@ -252,7 +264,7 @@ preflight:
   type: list
   elements: dict
   sample:
-    - {name: host_uuid, status: passed, message: "host UUIDs differ (...)"}
+    - {name: cpu, status: passed, message: "the destination can run the guest CPU (...)"}
     - {name: storage, status: passed, message: "vda network disk (protocol nfs)"}
 timings:
   description: Seconds spent per phase (validate, connect, lookup, reconcile, preflight, migrate, verify, total).

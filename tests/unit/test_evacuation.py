@@ -339,6 +339,31 @@ def test_stopped_guests_migrate_offline_or_are_left(hosts):
     assert placement_now(hosts)["tpl1"] == [(tpl1["to"], SHUTOFF, True)]
 
 
+def test_user_paused_guest_moves_paused_and_the_report_says_so(hosts):
+    add_guest(hosts, "paused1", 512, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
+    add_guest(hosts, "web1", 512)
+    plan = evacuation(hosts, check_mode=True).run()
+    assert {item["name"]: item["pause_reason"] for item in plan["plan"]} == {"paused1": "user", "web1": None}
+    assert "paused1: paused by its user (virsh suspend or the like): moves paused" in plan["report_text"]
+    result = evacuation(hosts).run()
+    assert result["failed"] is False, result["msg"]
+    row = rows(result)["paused1"]
+    assert (row["result"], row["action"], row["pause_reason"]) == ("migrated", "migrate_paused", "user")
+    assert placement_now(hosts)["paused1"] == [(row["to"], PAUSED, True)]
+    assert f"paused1: paused by its user (virsh suspend or the like): moved paused; it stays paused on {row['to']}" \
+        in result["report_text"]
+
+
+def test_user_paused_guest_is_left_when_refused(hosts):
+    add_guest(hosts, "paused1", 512, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
+    add_guest(hosts, "web1", 512)
+    result = evacuation(hosts, on_paused_source="refuse").run()
+    assert rows(result)["paused1"]["result"] == "left"
+    assert "on_paused_source: refuse" in rows(result)["paused1"]["reason"]
+    assert placement_now(hosts)["paused1"] == [("hv1", PAUSED, True)]
+    assert rows(result)["web1"]["result"] == "migrated"
+
+
 def test_maintenance_hosts_are_never_chosen(hosts):
     six_guests(hosts)
     hv(hosts, "hv2").memory_stats["free"] = 16 * 1048576

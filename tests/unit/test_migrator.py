@@ -98,8 +98,8 @@ def test_live_migration_p2p_default(world):
         "after": {"source": {"present": False, "state": None, "persistent": False},
                   "destination": {"present": True, "state": "running", "persistent": True}},
     }
-    assert [c["name"] for c in result["preflight"]] == ["dest_reachable", "host_uuid", "cpu", "memory",
-                                                        "storage", "networks"]
+    assert [c["name"] for c in result["preflight"]] == ["dest_reachable", "cpu", "memory", "storage", "networks"]
+    assert result["host_uuids"] == {"source": hv1(world).host_uuid, "destination": hv2(world).host_uuid}
     assert {c["status"] for c in result["preflight"]} == {"passed"}
     migrate_call = next(c for c in world.calls if c[1] == "migrateToURI3")
     assert migrate_call[2][1] == DEST
@@ -205,8 +205,56 @@ def test_paused_source_resumed_then_migrated(world):
     assert "resumed the paused domain on the source before migrating" in result["recovery"]
 
 
+def test_user_paused_source_moves_paused_by_default(world):
+    dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
+    result = make(world).run()
+    assert result["actions"] == ["migrate_paused"]
+    assert "VIR_MIGRATE_PAUSED" in result["flags"]
+    assert ("hv1", "resume") not in world.methods()
+    assert state_of(hv2(world), dom.UUIDString()) == (PAUSED, True)
+    assert "paused by its user" in result["explanation"]
+    assert any("stays paused on the destination" in warning for warning in result["warnings"])
+    assert result["placement"]["after"]["destination"]["state"] == "paused"
+
+
+def test_user_paused_source_refused_on_request(world):
+    dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
+    with pytest.raises(ValidationError, match="paused by its user .* on the source.*on_paused_source: refuse"):
+        make(world, on_paused_source="refuse").run()
+    assert world.mutations == []
+    assert state_of(hv1(world), dom.UUIDString()) == (PAUSED, True)
+
+
+def test_user_paused_source_check_mode_predicts_paused_arrival(world):
+    running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
+    result = make(world, check_mode=True).run()
+    assert (result["changed"], result["actions"]) == (True, ["migrate_paused"])
+    assert result["placement"]["after"]["destination"]["state"] == "paused"
+    assert world.mutations == []
+
+
+def test_same_host_under_two_names_is_refused_before_lookup(world):
+    uuid = running_vm(world).UUIDString()
+    hv2(world).host_uuid = hv1(world).host_uuid
+    hv2(world).add_domain("vm1", RUNNING, uuid=uuid)  # the one guest, seen through the second name
+    with pytest.raises(ValidationError, match="the destination is the source host") as caught:
+        make(world).run()
+    assert hv1(world).host_uuid in str(caught.value)
+    assert "destroy" not in str(caught.value).lower()
+    assert world.mutations == []
+
+
+def test_split_brain_on_two_proven_hosts_names_the_copy_to_destroy(world):
+    uuid = running_vm(world).UUIDString()
+    hv2(world).add_domain("vm1", RUNNING, uuid=uuid)
+    with pytest.raises(SplitBrain) as caught:
+        make(world).run()
+    assert "destroy the other one by hand" in caught.value.hint
+    assert world.mutations == []
+
+
 def test_paused_source_migrated_paused(world):
-    dom = running_vm(world, state=PAUSED)
+    dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_MIGRATION)
     result = make(world, on_paused_source="migrate_paused").run()
     assert "VIR_MIGRATE_PAUSED" in result["flags"]
     assert ("hv1", "resume") not in world.methods()
@@ -316,7 +364,6 @@ def test_tls_failure_names_the_cause(world):
 
 
 @pytest.mark.parametrize("setup,check,message", [
-    (lambda w: setattr(hv2(w), "host_uuid", hv1(w).host_uuid), "host_uuid", "both hosts report host UUID"),
     (lambda w: setattr(hv2(w), "cpu_result", lv.VIR_CPU_COMPARE_INCOMPATIBLE), "cpu", "cannot run the guest CPU"),
     (lambda w: hv2(w).memory_stats.update(free=1024, cached=0), "memory", "the guest needs 1024 MiB"),
     (lambda w: hv2(w).networks.clear(), "networks", "network default: Network not found"),

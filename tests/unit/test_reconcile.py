@@ -17,8 +17,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._params import (
 )
 from ansible_collections.virtops.migration.plugins.module_utils._reconcile import (
     Observed,
+    paused_source_handling,
     predicted_placement,
     reconcile,
+    refuse_same_host,
 )
 
 UUID = "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10"
@@ -117,6 +119,57 @@ def test_paused_on_source_migrate_paused_per_option():
     decision = decide(dom("paused", reason="migration"), None, req(on_paused_source="migrate_paused"))
     assert (decision.actions, decision.changed) == (["migrate_paused"], True)
     assert "stays paused" in decision.explanation
+
+
+def test_user_paused_source_moves_paused_and_is_never_resumed():
+    decision = decide(dom("paused", reason="user"), None)
+    assert (decision.actions, decision.changed) == (["migrate_paused"], True)
+    assert "paused by its user" in decision.explanation
+    assert "arrives paused" in decision.explanation
+    assert decision.warnings and "stays paused" in decision.warnings[0]
+
+
+def test_user_paused_source_refused_when_asked():
+    with pytest.raises(ValidationError, match="paused by its user.*on_paused_source: refuse.*nothing was touched"):
+        decide(dom("paused", reason="user"), None, req(on_paused_source="refuse"))
+
+
+def test_migration_paused_source_resumed_even_with_refuse():
+    decision = decide(dom("paused", reason="migration"), None, req(on_paused_source="refuse"))
+    assert decision.actions == ["resume_source", "migrate"]
+
+
+@pytest.mark.parametrize("reason,option,handling", [
+    ("migration", "resume", "resume"), ("migration", "migrate_paused", "migrate_paused"),
+    ("migration", "refuse", "resume"),
+    ("user", "resume", "migrate_paused"), ("user", "migrate_paused", "migrate_paused"), ("user", "refuse", "refuse"),
+    ("ioerror", "resume", "migrate_paused"), ("unknown", "resume", "migrate_paused"),
+    ("watchdog", "refuse", "refuse"),
+])
+def test_only_a_pause_by_migration_is_resumed(reason, option, handling):
+    assert paused_source_handling(reason, option) == handling
+
+
+def test_same_host_uuid_is_refused_as_the_source_host():
+    with pytest.raises(ValidationError, match="the destination is the source host.*host UUID 1234") as caught:
+        refuse_same_host(req(), "1234", "1234")
+    assert "destroy" not in str(caught.value).lower()
+    assert refuse_same_host(req(), "1234", "5678") is True
+    assert refuse_same_host(req(), None, "5678") is False
+    assert refuse_same_host(req(), None, None) is False
+
+
+def test_split_brain_hint_advises_destroying_only_two_running_copies_on_distinct_hosts():
+    with pytest.raises(SplitBrain) as proven:
+        decide(dom(), dom(), hosts_distinct=True)
+    assert "destroy the other one by hand" in proven.value.hint
+    with pytest.raises(SplitBrain) as unproven:
+        decide(dom(), dom(), hosts_distinct=False)
+    assert "destroy nothing" in unproven.value.hint
+    assert "destroy the other" not in unproven.value.hint
+    with pytest.raises(SplitBrain) as one_paused:
+        decide(dom(), dom("paused"), hosts_distinct=True)
+    assert "destroy nothing" in one_paused.value.hint
 
 
 def test_not_found_on_either_uses_no_domain_wording():
