@@ -20,6 +20,11 @@ What storage sharing can and cannot be detected, honestly:
   libvirt knows a storage volume at that path;
 - otherwise sharing is *unknown*: a warning, and libvirt itself refuses an
   unsafe migration (VIR_ERR_MIGRATE_UNSAFE).
+
+A read-only disk is the exception libvirt does not guard: it is neither checked
+nor copied, so unless it is on shared storage the destination must hold it at
+the same path. That is looked up through the destination's storage pools; a
+path no pool there covers cannot be verified and is refused, with the ways out.
 """
 
 from __future__ import annotations
@@ -62,7 +67,14 @@ SHARED_POOL_TYPES = frozenset(("netfs", "rbd", "iscsi", "iscsi-direct", "gluster
 SHARED = "shared"
 LOCAL = "local"
 UNKNOWN = "unknown"
-NOT_MIGRATED = "not_migrated"  # read-only, shareable or empty: libvirt skips these
+NOT_MIGRATED = "not_migrated"  # no medium: nothing to open on either host
+
+# Where a disk that libvirt neither copies nor treats as shared stands on the destination.
+PRESENT = "present"
+MISSING = "missing"
+UNVERIFIED = "unverified"
+# Pool types whose refresh only lists a directory: safe to refresh before looking a path up.
+REFRESH_SAFE_POOL_TYPES = frozenset(("dir", "fs", "netfs"))
 
 
 @dataclass
@@ -118,43 +130,158 @@ def mount_fs_type(path: str, mountinfo: str = "/proc/self/mountinfo") -> str | N
 
 @dataclass
 class DiskVerdict:
+    """How libvirt will treat one disk in a migration (libvirt 9.0, qemu_migration.c).
+
+    - qemuMigrationSrcIsSafe skips an empty or read-only disk and a network disk; a file
+      disk must be on a shared filesystem of the source, or copied;
+    - qemuMigrationAnyCopyDisk copies, by default, every disk that is neither read-only,
+      empty nor ``<shareable/>``; an explicit list copies exactly the disks it names, and a
+      read-only or empty disk named there is refused ("Cannot migrate empty or read-only disk").
+
+    So a read-only disk outside shared storage is neither checked nor copied: QEMU on the
+    destination opens the same path, and the migration fails there when it is missing.
+    ``on_dest`` says whether the destination has it (only for such disks).
+    """
+
     target: str
     sharing: str
     reason: str
+    readonly: bool = False
+    shareable: bool = False
+    device: str = "disk"
+    path: str | None = None
+    on_dest: str | None = None
+    on_dest_reason: str = ""
+
+    @property
+    def copyable(self) -> bool:
+        """libvirt can copy it when it is listed: it has a medium and is writable."""
+        return self.sharing != NOT_MIGRATED and not self.readonly
+
+    @property
+    def copied_by_default(self) -> bool:
+        """Outside shared storage and one libvirt's default list would copy (not read-only, not shareable)."""
+        return self.copyable and not self.shareable and self.sharing in (LOCAL, UNKNOWN)
+
+    @property
+    def must_exist_on_dest(self) -> bool:
+        """Never copied, never checked by libvirt, and not on shared storage: the destination needs the path."""
+        return self.readonly and self.sharing in (LOCAL, UNKNOWN)
+
+    @property
+    def label(self) -> str:
+        kind = "read-only " if self.readonly else ("shareable " if self.shareable else "")
+        return f"{self.target} ({kind}{self.device} {self.path})" if self.path else f"{self.target} ({kind}{self.device})"
 
 
-def _dest_pool_type(dconn: Any, path: str) -> str | None:
+def _pool_type_of_volume(conn: Any, path: str) -> str | None:
     try:
-        volume = dconn.storageVolLookupByPath(path)
+        volume = conn.storageVolLookupByPath(path)
         pool = volume.storagePoolLookupByVolume()
         return ET.fromstring(pool.XMLDesc(0)).get("type")
     except libvirt.libvirtError:
         return None
 
 
-def classify_disk(disk: DiskSpec, dconn: Any, fs_type_of: Callable[[str], str | None] | None) -> DiskVerdict:
-    """Decide whether the destination can use this disk without copying it."""
-    if disk.empty or disk.readonly or disk.shareable:
-        why = "empty" if disk.empty else ("read-only" if disk.readonly else "shareable")
-        return DiskVerdict(disk.target, NOT_MIGRATED, f"{why} disk, libvirt does not migrate it")
+def _pools_covering(conn: Any, directory: str) -> list[tuple[Any, str, str]]:
+    """(pool, name, type) of the active pools whose target directory is ``directory``."""
+    found = []
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        root = ET.fromstring(pool.XMLDesc(0))
+        target = root.findtext("target/path")
+        if target and os.path.normpath(target) == directory:
+            found.append((pool, root.findtext("name") or "?", root.get("type") or "?"))
+    return found
+
+
+def find_on_host(conn: Any, path: str) -> tuple[str, str]:
+    """(PRESENT | MISSING | UNVERIFIED, why) for a file path on the host behind ``conn``.
+
+    libvirt sees a host's files through its storage pools only: a volume at ``path`` is
+    PRESENT. Otherwise the pools whose directory holds ``path`` are refreshed (only the
+    types whose refresh merely lists a directory) and asked again: still absent is MISSING.
+    No pool over that directory, or none that could be refreshed, is UNVERIFIED.
+    """
+    try:
+        volume = conn.storageVolLookupByPath(path)
+        pool_name = volume.storagePoolLookupByVolume().name()
+        return PRESENT, f"the destination has {path} (storage pool {pool_name})"
+    except libvirt.libvirtError:
+        pass
+    directory = os.path.dirname(os.path.normpath(path))
+    try:
+        covering = _pools_covering(conn, directory)
+    except libvirt.libvirtError as exc:
+        return UNVERIFIED, (f"the destination's storage pools cannot be listed ({libvirt_error_text(exc)}), "
+                            f"so {path} cannot be verified there")
+    if not covering:
+        return UNVERIFIED, (f"no active storage pool on the destination has the directory {directory}, "
+                            f"so {path} cannot be verified there")
+    refreshed = []
+    for pool, name, pool_type in covering:
+        if pool_type not in REFRESH_SAFE_POOL_TYPES:
+            continue
+        try:
+            pool.refresh(0)
+        except libvirt.libvirtError:
+            continue
+        refreshed.append(name)
+    if not refreshed:
+        names = ", ".join(name for _pool, name, _type in covering)
+        return UNVERIFIED, f"the destination's storage pool {names} could not be refreshed to look for {path}"
+    try:
+        volume = conn.storageVolLookupByPath(path)
+        return PRESENT, f"the destination has {path} (storage pool {volume.storagePoolLookupByVolume().name()})"
+    except libvirt.libvirtError:
+        return MISSING, "the destination has no {} (storage pool {} refreshed)".format(path, ", ".join(refreshed))
+
+
+def _sharing(disk: DiskSpec, dconn: Any, fs_type_of: Callable[[str], str | None] | None) -> tuple[str, str]:
     if disk.disk_type == "network":
-        return DiskVerdict(disk.target, SHARED, "network disk (protocol %s)" % (disk.protocol or "?"))
+        return SHARED, "network disk (protocol %s)" % (disk.protocol or "?")
     path = disk.source or ""
     fs_type = fs_type_of(path) if fs_type_of is not None else None
     if fs_type in SHARED_FS_TYPES:
-        return DiskVerdict(disk.target, SHARED, f"{path} is on a {fs_type} filesystem")
-    pool_type = _dest_pool_type(dconn, path) if path.startswith("/") else None
+        return SHARED, f"{path} is on a {fs_type} filesystem"
+    pool_type = _pool_type_of_volume(dconn, path) if path.startswith("/") else None
     if pool_type in SHARED_POOL_TYPES:
-        return DiskVerdict(disk.target, SHARED, f"destination pool of type {pool_type} holds {path}")
-    if pool_type is not None:
-        return DiskVerdict(disk.target, SHARED, f"destination sees {path} (pool type {pool_type})")
+        return SHARED, f"destination pool of type {pool_type} holds {path}"
     if fs_type is not None:
-        return DiskVerdict(disk.target, LOCAL, f"{path} is on a local {fs_type} filesystem")
-    return DiskVerdict(disk.target, UNKNOWN, f"cannot tell whether {path} is shared from here")
+        # libvirt judges the source's filesystem: a file of the same name on the destination is not shared.
+        return LOCAL, f"{path} is on a local {fs_type} filesystem of the source"
+    if pool_type is not None:
+        return SHARED, f"destination sees {path} (pool type {pool_type})"
+    return UNKNOWN, f"cannot tell whether {path} is shared from here"
+
+
+def classify_disk(disk: DiskSpec, dconn: Any, fs_type_of: Callable[[str], str | None] | None) -> DiskVerdict:
+    """Decide how libvirt will treat this disk, and whether the destination can use it without a copy."""
+    attributes = {"readonly": disk.readonly, "shareable": disk.shareable, "device": disk.device, "path": disk.source}
+    if disk.empty:
+        return DiskVerdict(disk.target, NOT_MIGRATED, "no medium, nothing to open on the destination", **attributes)
+    sharing, reason = _sharing(disk, dconn, fs_type_of)
+    verdict = DiskVerdict(disk.target, sharing, reason, **attributes)
+    if verdict.must_exist_on_dest:
+        if (disk.source or "").startswith("/"):
+            verdict.on_dest, verdict.on_dest_reason = find_on_host(dconn, disk.source or "")
+        else:
+            verdict.on_dest, verdict.on_dest_reason = UNVERIFIED, f"{disk.source} cannot be looked up by path"
+    return verdict
 
 
 def classify_disks(guest: GuestSpec, dconn: Any, fs_type_of: Callable[[str], str | None] | None) -> list[DiskVerdict]:
     return [classify_disk(disk, dconn, fs_type_of) for disk in guest.disks if disk.device in ("disk", "lun", "cdrom", "floppy")]
+
+
+def why_not_copied(verdict: DiskVerdict) -> str:
+    """Why storage copy leaves this disk where it is, in libvirt's terms."""
+    if verdict.sharing == NOT_MIGRATED:
+        return f"{verdict.target} has no medium"
+    if verdict.sharing == SHARED:
+        return f"{verdict.target} is on shared storage ({verdict.reason})"
+    if verdict.readonly:
+        return f"{verdict.label} is read-only: libvirt never copies a read-only disk"
+    return f"{verdict.label} is shareable: libvirt copies it only when migrate_disks names it"
 
 
 def plan_copied_disks(request: MigrationRequest, verdicts: list[DiskVerdict]) -> list[str]:
@@ -163,25 +290,57 @@ def plan_copied_disks(request: MigrationRequest, verdicts: list[DiskVerdict]) ->
     libvirt's default with VIR_MIGRATE_NON_SHARED_* copies every writable disk
     that is not ``<shareable/>``, including a disk on NFS, which would copy
     it onto itself.  So the list is always explicit: the user's (refused if it
-    names a shared disk), or every disk that is not known to be shared.
+    names a shared disk, or one libvirt cannot copy), or every disk libvirt's
+    default would copy that is not known to be shared.
     """
     if request.copy_storage == "none":
         return []
     by_target = {verdict.target: verdict for verdict in verdicts}
     if request.migrate_disks:
-        shared = [t for t in request.migrate_disks if by_target.get(t) and by_target[t].sharing == SHARED]
-        if shared:
-            raise ValidationError(
-                "plan storage copy", "migrate_disks names disks on shared storage: {} ({}); copying a "
-                "shared disk writes it onto itself".format(", ".join(shared), by_target[shared[0]].reason),
-                hint="drop them from migrate_disks", **request.context())
+        _refuse_uncopyable(request, [by_target[t] for t in request.migrate_disks if t in by_target])
         return list(request.migrate_disks)
-    copied = [v.target for v in verdicts if v.sharing in (LOCAL, UNKNOWN)]
+    copied = [v.target for v in verdicts if v.copied_by_default]
     if not copied:
+        left = [v for v in verdicts if v.must_exist_on_dest or (v.shareable and v.sharing in (LOCAL, UNKNOWN))]
+        reasons = "; ".join(why_not_copied(v) for v in verdicts) or "the domain has no disk"
+        if not left:
+            raise ValidationError(
+                "plan storage copy", f"copy_storage: {request.copy_storage} but every disk is on shared storage or "
+                f"has no medium: {reasons}", hint="set copy_storage: none", **request.context())
         raise ValidationError(
-            "plan storage copy", f"copy_storage: {request.copy_storage} but every disk is on shared storage or not migrated",
-            hint="set copy_storage: none", **request.context())
+            "plan storage copy", f"copy_storage: {request.copy_storage} copies no disk: {reasons}",
+            hint="; ".join(disk_ways_out(v) for v in left), **request.context())
     return copied
+
+
+def _refuse_uncopyable(request: MigrationRequest, named: list[DiskVerdict]) -> None:
+    shared = [v for v in named if v.sharing == SHARED]
+    if shared:
+        raise ValidationError(
+            "plan storage copy", "migrate_disks names disks on shared storage: {} ({}); copying a "
+            "shared disk writes it onto itself".format(", ".join(v.target for v in shared), shared[0].reason),
+            hint="drop them from migrate_disks", **request.context())
+    uncopyable = [v for v in named if not v.copyable]
+    if uncopyable:
+        raise ValidationError(
+            "plan storage copy", "migrate_disks names disks libvirt cannot copy: {} (libvirt refuses an empty or "
+            "read-only disk: 'Cannot migrate empty or read-only disk')".format(
+                "; ".join(why_not_copied(v) for v in uncopyable)),
+            hint="drop them from migrate_disks; a read-only disk must exist at the same path on the destination "
+                 "(or be ejected or detached first)", **request.context())
+
+
+def disk_ways_out(verdict: DiskVerdict) -> str:
+    """What the operator can do about a disk that would be neither shared nor copied."""
+    if verdict.readonly:
+        eject = (f"eject it (virsh change-media DOMAIN {verdict.target} --eject --live --config)"
+                 if verdict.device in ("cdrom", "floppy") else
+                 f"detach it (virsh detach-disk DOMAIN {verdict.target} --live --config)")
+        return (f"for {verdict.target}: copy {verdict.path} to the same path on the destination (into a directory "
+                "a storage pool there covers, so preflight can see it), or move it to the shared storage, or "
+                f"{eject} before migrating; storage copy cannot carry a read-only disk")
+    return (f"for {verdict.target}: name it in migrate_disks with copy_storage (libvirt copies a shareable disk "
+            "only when listed), or move it to the shared storage")
 
 
 # ---------------------------------------------------------------------------
@@ -254,19 +413,34 @@ def check_memory(ctx: PreflightContext) -> CheckResult:
 
 
 def check_storage(ctx: PreflightContext) -> CheckResult:
-    problems, unknown, described = [], [], []
+    """Every disk is shared, copied, empty, or (read-only) found at the same path on the destination."""
+    local, left_behind, unknown, described = [], [], [], []
     for verdict in ctx.disk_verdicts:
         if verdict.target in ctx.copied_disks:
             described.append(f"{verdict.target} copied ({ctx.request.copy_storage})")
+        elif verdict.must_exist_on_dest and verdict.on_dest == PRESENT:
+            described.append(f"{verdict.label}: {verdict.on_dest_reason}")
+        elif verdict.must_exist_on_dest:
+            left_behind.append(verdict)
         elif verdict.sharing == LOCAL:
-            problems.append(f"{verdict.target}: {verdict.reason}")
+            local.append(verdict)
         elif verdict.sharing == UNKNOWN:
             unknown.append(f"{verdict.target}: {verdict.reason}")
         else:
             described.append(f"{verdict.target} {verdict.reason}")
+    problems = []
+    if local:
+        problems.append("disks on local storage and no storage copy (libvirt refuses: 'Migration without shared "
+                        "storage is unsafe'): {}. Put them on the shared export or set copy_storage{}".format(
+                            "; ".join(f"{v.target}: {v.reason}" for v in local),
+                            "".join(f"; {disk_ways_out(v)}" for v in local if v.shareable)))
+    if left_behind:
+        problems.append("disks neither shared nor copied, which QEMU on the destination must open at the same path "
+                        "(libvirt neither copies nor checks a read-only disk): {}. Ways out: {}".format(
+                            "; ".join(f"{v.label}: {v.reason}, and {v.on_dest_reason}" for v in left_behind),
+                            "; ".join(disk_ways_out(v) for v in left_behind)))
     if problems:
-        return CheckResult("storage", FAILED, "disks on local storage and no storage copy: {}. Put them on "
-                           "the shared export or set copy_storage".format("; ".join(problems)))
+        return CheckResult("storage", FAILED, ". ".join(problems))
     if unknown:
         return CheckResult("storage", WARNING, "{}; libvirt refuses the migration if they are not shared".format("; ".join(unknown)))
     return CheckResult("storage", PASSED, "; ".join(described) or "no disks")

@@ -208,6 +208,7 @@ VIR_MIGRATE_UNDEFINE_SOURCE = 16
 VIR_MIGRATE_UNSAFE = 512
 VIR_MIGRATE_ZEROCOPY = 1048576
 VIR_NODE_MEMORY_STATS_ALL_CELLS = -1
+VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE = 2
 # fmt: on
 
 MUTATING = {
@@ -520,6 +521,8 @@ class FakeHost:
         self.networks: dict[str, FakeNetwork] = {"default": FakeNetwork("default", True)}
         self.interfaces: set[str] = {"br0", "eth0"}
         self.volumes: dict[str, str] = {}
+        self.pools: dict[str, FakePool] = {}
+        self.pools_error: libvirtError | None = None
         self.define_error: libvirtError | None = None
 
     def add_domain(self, name: str, state: int = VIR_DOMAIN_RUNNING, persistent: bool = True,
@@ -535,27 +538,63 @@ class FakeHost:
         return dom
 
 
+def add_pool(host: FakeHost, name: str, pool_type: str, target: str, files: tuple[str, ...] = (),
+             **kwargs: Any) -> FakePool:
+    """A storage pool on ``host`` over the directory ``target`` holding ``files`` (full paths)."""
+    pool = FakePool(pool_type, name, target, files=set(files), host=host, **kwargs)
+    host.pools[name] = pool
+    return pool
+
+
 class FakeVolume:
-    def __init__(self, path: str, pool_type: str) -> None:
+    def __init__(self, path: str, pool_type: str, pool: FakePool | None = None) -> None:
         self.path = path
         self.pool_type = pool_type
+        self.pool = pool
 
     def storagePoolLookupByVolume(self) -> FakePool:
-        return FakePool(self.pool_type)
+        return self.pool or FakePool(self.pool_type)
 
 
 class FakePool:
-    def __init__(self, pool_type: str) -> None:
+    """A storage pool: ``files`` are what its directory holds, ``known`` what libvirt listed at the last refresh."""
+
+    def __init__(self, pool_type: str, name: str = "p", target: str | None = None, active: bool = True,
+                 files: set[str] | None = None, host: FakeHost | None = None,
+                 refresh_error: libvirtError | None = None) -> None:
         self.pool_type = pool_type
+        self._name = name
+        self.target = target
+        self.active = active
+        self.files = set(files or ())
+        self.known = set(self.files)
+        self.host = host
+        self.refresh_error = refresh_error
+
+    def name(self) -> str:
+        return self._name
+
+    def isActive(self) -> int:
+        return int(self.active)
 
     def XMLDesc(self, flags: int = 0) -> str:
-        return f"<pool type='{self.pool_type}'><name>p</name></pool>"
+        target = f"<target><path>{self.target}</path></target>" if self.target else ""
+        return f"<pool type='{self.pool_type}'><name>{self._name}</name>{target}</pool>"
+
+    def refresh(self, flags: int = 0) -> int:
+        if self.host is not None:
+            self.host.world.record(self.host, "storagePoolRefresh", self._name)
+        if self.refresh_error is not None:
+            raise self.refresh_error
+        self.known = set(self.files)
+        return 0
 
 
 class FakeConnection:
     def __init__(self, host: FakeHost) -> None:
         self.host = host
         self.closed = False
+        self.keepalive: tuple[int, int] | None = None
 
     def close(self) -> int:
         self.closed = True
@@ -572,6 +611,13 @@ class FakeConnection:
 
     def isAlive(self) -> int:
         return int(self.host.reachable)
+
+    def setKeepAlive(self, interval: int, count: int) -> int:
+        if not EVENT_LOOP["registered"]:
+            raise libvirtError("internal error: keepalive needs an event loop: call virEventRegisterDefaultImpl "
+                               "before opening the connection")
+        self.keepalive = (interval, count)
+        return 0
 
     def lookupByUUIDString(self, uuid: str) -> FakeDomain:
         if not isinstance(uuid, str):
@@ -637,10 +683,21 @@ class FakeConnection:
         return object()
 
     def storageVolLookupByPath(self, path: str) -> FakeVolume:
-        if path not in self.host.volumes:
-            raise libvirtError(f"Storage volume not found: no storage vol with matching path '{path}'",
-                               VIR_ERR_NO_STORAGE_VOL)
-        return FakeVolume(path, self.host.volumes[path])
+        if path in self.host.volumes:
+            return FakeVolume(path, self.host.volumes[path])
+        for pool in self.host.pools.values():
+            if pool.active and path in pool.known:
+                return FakeVolume(path, pool.pool_type, pool)
+        raise libvirtError(f"Storage volume not found: no storage vol with matching path '{path}'",
+                           VIR_ERR_NO_STORAGE_VOL)
+
+    def listAllStoragePools(self, flags: int = 0) -> list[FakePool]:
+        if self.host.pools_error is not None:
+            raise self.host.pools_error
+        pools = list(self.host.pools.values())
+        if flags & VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE:
+            pools = [pool for pool in pools if pool.active]
+        return pools
 
 
 class World:
@@ -790,3 +847,20 @@ def open(name: str | None = None) -> FakeConnection:
 
 def getVersion() -> int:
     return 9000000
+
+
+# ---- the event loop keepalive needs (virEventRegisterDefaultImpl + a thread running virEventRunDefaultImpl)
+EVENT_LOOP = {"registered": False, "iterations": 0}
+
+
+def virEventRegisterDefaultImpl() -> int:
+    EVENT_LOOP["registered"] = True
+    return 0
+
+
+def virEventRunDefaultImpl() -> int:
+    if not EVENT_LOOP["registered"]:
+        raise libvirtError("internal error: no event loop registered")
+    EVENT_LOOP["iterations"] += 1
+    threading.Event().wait(0.2)
+    return 0

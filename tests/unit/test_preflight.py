@@ -60,9 +60,10 @@ def disk(**kwargs):
 
 @pytest.mark.parametrize("spec,fs_types,volumes,sharing", [
     (disk(disk_type="network", source="/export/a.img", protocol="nfs"), {}, {}, SHARED),
-    (disk(readonly=True), {}, {}, NOT_MIGRATED),
+    (disk(readonly=True), {}, {}, UNKNOWN),  # never copied: the destination needs the same path
     (disk(source=None, device="cdrom"), {}, {}, NOT_MIGRATED),
-    (disk(shareable=True), {}, {}, NOT_MIGRATED),
+    (disk(shareable=True), {}, {}, UNKNOWN),  # libvirt checks a shareable disk like any writable one
+    (disk(), {"/img/a.qcow2": "ext4"}, {"/img/a.qcow2": "dir"}, LOCAL),
     (disk(), {"/img/a.qcow2": "nfs"}, {}, SHARED),
     (disk(), {"/img/a.qcow2": "ext4"}, {}, LOCAL),
     (disk(), {}, {"/img/a.qcow2": "netfs"}, SHARED),
