@@ -204,31 +204,79 @@ def validate_dest_uri(
 
 CA_FILE = "/etc/pki/CA/cacert.pem"
 CLIENT_CERT_FILE = "/etc/pki/libvirt/clientcert.pem"
+CLIENT_KEY_FILE = "/etc/pki/libvirt/private/clientkey.pem"
+USER_PKI_DIR = "~/.pki/libvirt"
 RENEW_HINT = "renew it (the libvirt_pki role reissues certificates that expire within libvirt_pki_renew_days)"
 
+
+@dataclass(frozen=True)
+class ClientPKI:
+    """The files libvirt's client presents and trusts for one TLS URI (and where they come from)."""
+
+    ca_file: str
+    client_cert: str
+    client_key: str
+    origin: str  # "pkipath", "user" (~/.pki/libvirt), "system"
+
+
+def client_pki(uri: LibvirtURI, euid: int | None = None, exists: Callable[[str], bool] = os.path.exists) -> ClientPKI:
+    """The CA file and client certificate libvirt's client uses (virNetTLSContextLocateCredentials, libvirt 9.0).
+
+    ``?pkipath=DIR``: DIR/cacert.pem, DIR/clientcert.pem, DIR/clientkey.pem, whether they exist or not.
+    A non-root client: ~/.pki/libvirt/cacert.pem when it exists, and that directory's clientcert.pem and
+    clientkey.pem when both exist; whatever is missing there comes from the system tree.
+    """
+    pkipath = uri.query.get("pkipath")
+    if pkipath:
+        directory = pkipath[0]
+        return ClientPKI(os.path.join(directory, "cacert.pem"), os.path.join(directory, "clientcert.pem"),
+                         os.path.join(directory, "clientkey.pem"), "pkipath")
+    ca_file, cert, key, origin = CA_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE, "system"
+    if (os.geteuid() if euid is None else euid) != 0:
+        user_dir = os.path.expanduser(USER_PKI_DIR)
+        user = [os.path.join(user_dir, name) for name in ("cacert.pem", "clientcert.pem", "clientkey.pem")]
+        if exists(user[0]):
+            ca_file, origin = user[0], "user"
+        if exists(user[1]) and exists(user[2]):
+            cert, key, origin = user[1], user[2], "user"
+    return ClientPKI(ca_file, cert, key, origin)
+
+
+SYSTEM_PKI = ClientPKI(CA_FILE, CLIENT_CERT_FILE, CLIENT_KEY_FILE, "system")
+
+# The remote libvirtd refused the client's certificate after the handshake: it only closes the
+# connection, so the client cannot tell why; the remote's journal says which of these it was.
+REFUSED_BY_REMOTE = (
+    ("the remote libvirtd refused this host's client certificate ({client_cert}) after the TLS handshake, for a "
+     "reason only the remote's journal names: its issuer is not a CA the remote trusts (unknown issuer), or its "
+     "DN is not in the remote tls_allowed_dn_list, or its dates are not valid by the remote's clock (expired, "
+     "not yet active), or it is revoked there"),
+    ("read the remote's journal (journalctl -u libvirtd: 'known issuer', 'not on the list of allowed clients', "
+     "'expired'), then: for an unknown issuer, issue {client_cert} from the CA in the remote's " + CA_FILE
+     + " (libvirt_pki role) or install the CA that signed it there; for the DN, add this client's DN "
+     "(virt-pki-query-dn {client_cert}) to tls_allowed_dn_list on the remote libvirtd (libvirtd role: "
+     "libvirtd_tls_allowed_dn_list/_extra); for dates, check both clocks (NTP) or " + RENEW_HINT),
+)
+
 # (needle in libvirt's text, lower case) -> (the cause, what to do next); the most specific first.
+# {ca_file}, {client_cert} and {client_key} are the files the client uses for the URI (client_pki).
 CONNECTION_DIAGNOSES = (
     ("has expired", ("a TLS certificate has expired", RENEW_HINT)),
     ("is not yet active", ("a TLS certificate is not yet valid",
                            "check the clocks of both hosts (NTP) or wait until the certificate's start date")),
     ("our own certificate", (
         "this host's client certificate is not signed by a CA in its CA file (unknown CA, another PKI's certificate)",
-        f"reissue the client certificate from the cluster's CA (libvirt_pki role), or install that CA as {CA_FILE}")),
-    ("unable to read tls confirmation", (
-        ("the remote libvirtd refused this host's client certificate after the TLS handshake: its DN is not in the "
-         "remote tls_allowed_dn_list, or the remote does not trust its CA or dates"),
-        "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
-        "libvirtd (libvirtd role: libvirtd_tls_allowed_dn_list/_extra); the remote's libvirtd journal names the reason")),
-    ("server verification (of our certificate", (
-        ("the remote libvirtd refused this host's client certificate: its DN is not in tls_allowed_dn_list, or its "
-         "CA or dates are not accepted there"),
-        "add this client's DN (virt-pki-query-dn " + CLIENT_CERT_FILE + ") to tls_allowed_dn_list on the remote "
-        "libvirtd; the remote's libvirtd journal names the reason")),
+        ("reissue the client certificate from the cluster's CA (libvirt_pki role) as {client_cert}, or install "
+         "that CA as {ca_file}"))),
+    ("unable to read tls confirmation", REFUSED_BY_REMOTE),
+    ("server verification (of our certificate", REFUSED_BY_REMOTE),
     ("not allowed", ("the client's DN is not allowed by the remote libvirtd",
-                     "add this client's certificate DN to tls_allowed_dn_list on the remote libvirtd")),
+                     ("add this client's DN (virt-pki-query-dn {client_cert}) to tls_allowed_dn_list on the "
+                      "remote libvirtd"))),
     ("certificate", ("TLS certificate verification failed",
-                     (f"check the CA ({CA_FILE}) and the client/server certificates: issuer, validity dates, and that "
-                      "the server certificate's SANs contain the URI's host name"))),
+                     ("check the CA ({ca_file}) and the client certificate ({client_cert}) here and the server "
+                      "certificate there: issuer, validity dates, and that the server certificate's SANs contain the "
+                      "URI's host name"))),
     ("authentication", (None, "check the SASL user/password or the ssh key for this URI")),
     ("connection refused", (None, ("libvirtd is not listening there: check libvirtd-tls.socket / "
                                    "libvirtd-tcp.socket on the remote host and the port in the URI"))),
@@ -236,32 +284,53 @@ CONNECTION_DIAGNOSES = (
     ("name or service not known", (None, "the host name does not resolve on this machine")),
     ("failed to connect socket", (None, "libvirtd is not running or the socket is not accessible")),
 )
-CONNECTION_HINTS = tuple((needle, hint) for needle, (_cause, hint) in CONNECTION_DIAGNOSES)
 
 
-def connection_diagnosis(libvirt_text: str) -> tuple[str | None, str]:
-    """The cause (None when libvirt's text says it well enough) and what to do next, from libvirt's text."""
+def _with_files(text: str | None, pki: ClientPKI) -> str | None:
+    if text is None:
+        return None
+    return text.format(ca_file=pki.ca_file, client_cert=pki.client_cert, client_key=pki.client_key)
+
+
+CONNECTION_HINTS = tuple((needle, _with_files(hint, SYSTEM_PKI)) for needle, (_cause, hint) in CONNECTION_DIAGNOSES)
+
+
+def connection_diagnosis(libvirt_text: str, pki: ClientPKI = SYSTEM_PKI) -> tuple[str | None, str]:
+    """The cause (None when libvirt's text says it well enough) and what to do next, from libvirt's text.
+
+    ``pki`` names the files the client used, so the advice points at them.
+    """
     lowered = libvirt_text.lower()
     for needle, (cause, hint) in CONNECTION_DIAGNOSES:
         if needle in lowered:
-            return cause, hint
+            return _with_files(cause, pki), _with_files(hint, pki) or ""
     return None, "check that libvirtd runs on that host and that this URI works with virsh -c"
 
 
-def connection_hint(libvirt_text: str) -> str:
+def connection_hint(libvirt_text: str, pki: ClientPKI = SYSTEM_PKI) -> str:
     """Pick what-to-do-next advice for a failed connection from libvirt's text."""
-    return connection_diagnosis(libvirt_text)[1]
+    return connection_diagnosis(libvirt_text, pki)[1]
 
 
 def client_ca_file(uri: LibvirtURI) -> str:
-    """The CA file libvirt's client uses for this URI (pkipath, else the system or the user's tree)."""
-    pkipath = uri.query.get("pkipath")
-    if pkipath:
-        return os.path.join(pkipath[0], "cacert.pem")
-    user_ca = os.path.expanduser("~/.pki/libvirt/cacert.pem")
-    if os.geteuid() != 0 and os.path.exists(user_ca):
-        return user_ca
-    return CA_FILE
+    """The CA file libvirt's client uses for this URI (pkipath, else the user's or the system tree)."""
+    return client_pki(uri).ca_file
+
+
+def diagnose_failed_open(uri: str, role: str, libvirt_text: str) -> tuple[str | None, str]:
+    """(cause or None, next step) for a connection libvirt could not open, naming the files in use."""
+    try:
+        parsed: LibvirtURI | None = parse_uri(uri, "dest_uri" if role == "destination" else "uri")
+    except ValidationError:
+        parsed = None
+    tls = parsed is not None and parsed.effective_transport == "tls" and bool(parsed.host)
+    pki = client_pki(parsed) if tls and parsed is not None else SYSTEM_PKI
+    cause, hint = connection_diagnosis(libvirt_text, pki)
+    if tls and parsed is not None and "failed to verify peer's certificate" in libvirt_text.lower():
+        found = diagnose_server_certificate(parsed.host or "", parsed.effective_port or 16514, pki.ca_file)
+        if found:
+            cause, hint = found
+    return cause, hint
 
 
 def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: float = 10.0) -> tuple[str, str] | None:
@@ -302,14 +371,7 @@ def open_connection(uri: str, role: str = "source", **context: Any) -> Any:
         error = ConnectionFailed.from_libvirt(
             f"connect to {role}", exc, message=f"cannot open {uri}", **context
         )
-        text = error.libvirt_error or ""
-        cause, error.hint = connection_diagnosis(text)
-        if "failed to verify peer's certificate" in text.lower():
-            parsed = parse_uri(uri, "dest_uri" if role == "destination" else "uri")
-            if parsed.effective_transport == "tls" and parsed.host:
-                found = diagnose_server_certificate(parsed.host, parsed.effective_port or 16514, client_ca_file(parsed))
-                if found:
-                    cause, error.hint = found
+        cause, error.hint = diagnose_failed_open(uri, role, error.libvirt_error or "")
         if cause:
             error.message = f"cannot open {uri}: {cause}"
         raise error.with_context()
