@@ -144,6 +144,17 @@ class ValidationError(MigrationError):
 
     kind = "validation"
 
+    @classmethod
+    def of_all(cls, problems: list[ValidationError], **context: Any) -> ValidationError:
+        """One error naming every problem found (each once), for the given domain and URIs."""
+        unique = list({problem.message: problem for problem in problems}.values())
+        hints = list(dict.fromkeys(problem.hint for problem in unique if problem.hint))
+        if len(unique) == 1:
+            return cls(unique[0].operation, unique[0].message, hint=unique[0].hint, **context)
+        listed = "; ".join(f"({number}) {problem.message}" for number, problem in enumerate(unique, start=1))
+        return cls("validate options", f"{len(unique)} problems with the options: {listed}",
+                   hint="; ".join(hints) or None, **context)
+
 
 class ConnectionFailed(MigrationError):
     """A libvirt connection could not be opened."""

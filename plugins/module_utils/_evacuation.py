@@ -31,7 +31,7 @@ import json
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrator import
 )
 from ansible_collections.virtops.migration.plugins.module_utils._params import (
     MigrationRequest,
-    validate_request,
+    option_problems,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._placement import (
     CPU_SKIPPED,
@@ -233,32 +233,9 @@ def is_source_host(source_uri: str, dest_uri: str, resolves_locally: Callable[[s
 
 
 def validate_options(options: EvacuationOptions, resolves_locally: Callable[[str], bool]) -> set[str]:
-    """Refuse bad options before anything is touched; returns the names of destinations that are the source."""
-    def refuse(message: str, hint: str | None = None) -> ValidationError:
-        return ValidationError("validate options", message, hint=hint, source_uri=options.uri)
-
+    """Refuse bad options before anything is touched, every one at once; returns the destinations that are the source."""
     parse_uri(options.uri, "uri")
-    if not options.destinations:
-        raise refuse("destinations is empty", "list the other hypervisors, e.g. qemu+tls://hv2.example.com/system")
-    if options.max_parallel < 1 or options.max_parallel_per_destination < 1:
-        raise refuse("max_parallel and max_parallel_per_destination must be at least 1")
-    if options.memory_reserve_mib < 0:
-        raise refuse("memory_reserve_mib must not be negative")
-    if options.progress_interval <= 0:
-        raise refuse("progress_interval must be positive")
-    if options.lock_timeout < 0:
-        raise refuse("lock_timeout must not be negative")
-    if options.migration.get("live") is False:
-        raise refuse("live: false is not an evacuation mode: running guests always migrate live and stopped "
-                     "persistent guests offline", "leave live at true; choose what happens to stopped guests "
-                     "with stopped_guests")
-    for option, allowed, value in (("on_failure", ON_FAILURE_CHOICES, options.on_failure),
-                                   ("stopped_guests", STOPPED_GUESTS_CHOICES, options.stopped_guests),
-                                   ("report_format", REPORT_FORMAT_CHOICES, options.report_format)):
-        if value not in allowed:
-            raise refuse("{}: unknown value {!r} (choose from {})".format(option, value, ", ".join(allowed)))
-    if not options.include:
-        raise refuse("include is empty: nothing would be evacuated", "use include: ['*'] for every guest")
+    problems = list(own_option_problems(options))
     sources: set[str] = set()
     modes = (LIVE, OFFLINE) if options.stopped_guests == "migrate" else (LIVE,)
     for dest in options.destinations:
@@ -266,10 +243,38 @@ def validate_options(options: EvacuationOptions, resolves_locally: Callable[[str
             sources.add(dest.name)
             continue
         for mode in modes:
-            request = options.template_request(dest, mode)
-            request.name = "evacuate-option-check"
-            validate_request(request, resolves_locally)
+            problems.extend(option_problems(options.template_request(dest, mode), resolves_locally))
+    if problems:
+        raise ValidationError.of_all(problems, source_uri=options.uri)
     return sources
+
+
+def own_option_problems(options: EvacuationOptions) -> Iterator[ValidationError]:
+    """The problems with evacuate's own options (the migration options are checked per destination)."""
+    def refuse(message: str, hint: str | None = None) -> ValidationError:
+        return ValidationError("validate options", message, hint=hint, source_uri=options.uri)
+
+    if not options.destinations:
+        yield refuse("destinations is empty", "list the other hypervisors, e.g. qemu+tls://hv2.example.com/system")
+    if options.max_parallel < 1 or options.max_parallel_per_destination < 1:
+        yield refuse("max_parallel and max_parallel_per_destination must be at least 1")
+    if options.memory_reserve_mib < 0:
+        yield refuse("memory_reserve_mib must not be negative")
+    if options.progress_interval <= 0:
+        yield refuse("progress_interval must be positive")
+    if options.lock_timeout < 0:
+        yield refuse("lock_timeout must not be negative")
+    if options.migration.get("live") is False:
+        yield refuse("live: false is not an evacuation mode: running guests always migrate live and stopped "
+                     "persistent guests offline", "leave live at true; choose what happens to stopped guests "
+                     "with stopped_guests")
+    for option, allowed, value in (("on_failure", ON_FAILURE_CHOICES, options.on_failure),
+                                   ("stopped_guests", STOPPED_GUESTS_CHOICES, options.stopped_guests),
+                                   ("report_format", REPORT_FORMAT_CHOICES, options.report_format)):
+        if value not in allowed:
+            yield refuse("{}: unknown value {!r} (choose from {})".format(option, value, ", ".join(allowed)))
+    if not options.include:
+        yield refuse("include is empty: nothing would be evacuated", "use include: ['*'] for every guest")
 
 
 def selected(name: str, include: list[str], exclude: list[str]) -> bool:
@@ -939,6 +944,8 @@ def evacuation_result(evacuation: Evacuation, seconds: float) -> dict[str, Any]:
     result = build_result(evacuation, seconds)
     message = failure_message(result)
     result["failed"] = message is not None
+    if evacuation.check_mode and result["failed"]:
+        result["changed"] = False  # a plan that would fail changes nothing: the run it predicts is refused
     result["msg"] = message or ("nothing to evacuate: the host is empty" if not result["vms"] else
                                 "{} guest(s) {}".format(len(result["vms"]), "planned" if evacuation.check_mode else "handled"))
     if evacuation.options.report_path and not evacuation.check_mode:

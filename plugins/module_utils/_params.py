@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -157,7 +157,7 @@ def _refuse(request: MigrationRequest, message: str, hint: str | None = None) ->
     return ValidationError("validate options", message, hint=hint, **request.context())
 
 
-def _check_non_negative(request: MigrationRequest) -> None:
+def _check_non_negative(request: MigrationRequest) -> Iterator[ValidationError]:
     numbers = {
         "bandwidth": request.bandwidth,
         "postcopy_bandwidth": request.postcopy_bandwidth,
@@ -173,18 +173,18 @@ def _check_non_negative(request: MigrationRequest) -> None:
     }
     for option, value in numbers.items():
         if value is not None and value < 0:
-            raise _refuse(request, f"{option} must not be negative (got {value})")
+            yield _refuse(request, f"{option} must not be negative (got {value})")
     if request.convergence.poll_interval <= 0:
-        raise _refuse(request, "convergence.poll_interval must be positive")
+        yield _refuse(request, "convergence.poll_interval must be positive")
     if request.parallel_connections is not None and not 1 <= request.parallel_connections <= 255:
-        raise _refuse(request, f"parallel_connections must be between 1 and 255 (got {request.parallel_connections})")
+        yield _refuse(request, f"parallel_connections must be between 1 and 255 (got {request.parallel_connections})")
     for option in ("auto_converge_initial", "auto_converge_increment"):
         value = getattr(request, option)
         if value is not None and value > 100:
-            raise _refuse(request, f"{option} is a percentage of CPU throttling, at most 100")
+            yield _refuse(request, f"{option} is a percentage of CPU throttling, at most 100")
 
 
-def _check_choices(request: MigrationRequest) -> None:
+def _check_choices(request: MigrationRequest) -> Iterator[ValidationError]:
     choices = {
         "copy_storage": ([request.copy_storage], COPY_STORAGE_CHOICES),
         "compression": (request.compression, COMPRESSION_CHOICES),
@@ -195,47 +195,47 @@ def _check_choices(request: MigrationRequest) -> None:
     for option, (values, allowed) in choices.items():
         for value in values:
             if value not in allowed:
-                raise _refuse(request, "{}: unknown value {!r} (choose from {})".format(option, value, ", ".join(allowed)))
+                yield _refuse(request, "{}: unknown value {!r} (choose from {})".format(option, value, ", ".join(allowed)))
 
 
-def _check_transport(request: MigrationRequest) -> None:
+def _check_transport(request: MigrationRequest) -> Iterator[ValidationError]:
     if request.tunnelled and not request.p2p:
-        raise _refuse(request, "tunnelled migration needs p2p: true (libvirtd itself carries the "
+        yield _refuse(request, "tunnelled migration needs p2p: true (libvirtd itself carries the "
                       "data over its connection)", hint="set p2p: true or tunnelled: false")
     if request.tunnelled and request.tls:
-        raise _refuse(request, "tls and tunnelled exclude each other: tunnelled data already goes "
+        yield _refuse(request, "tls and tunnelled exclude each other: tunnelled data already goes "
                       "through the (TLS) libvirtd connection", hint="choose one of tls or tunnelled")
     if request.tunnelled:
         for option in ("migrate_uri", "listen_address", "parallel_connections"):
             if getattr(request, option):
-                raise _refuse(request, f"{option} cannot be used with tunnelled migration")
+                yield _refuse(request, f"{option} cannot be used with tunnelled migration")
     if request.tls_destination and not request.tls:
-        raise _refuse(request, "tls_destination only applies with tls: true")
+        yield _refuse(request, "tls_destination only applies with tls: true")
 
 
-def _check_modes(request: MigrationRequest) -> None:
+def _check_modes(request: MigrationRequest) -> Iterator[ValidationError]:
     if request.post_copy and not request.live:
-        raise _refuse(request, "post-copy needs a live migration (live: true)")
+        yield _refuse(request, "post-copy needs a live migration (live: true)")
     if request.convergence.on_timeout == POSTCOPY and not request.post_copy:
-        raise _refuse(request, "convergence.on_timeout: postcopy needs post_copy: true, the flag "
+        yield _refuse(request, "convergence.on_timeout: postcopy needs post_copy: true, the flag "
                       "must be set when the migration starts")
     if request.postcopy_bandwidth is not None and not request.post_copy:
-        raise _refuse(request, "postcopy_bandwidth only applies with post_copy: true")
+        yield _refuse(request, "postcopy_bandwidth only applies with post_copy: true")
     if not request.live and not request.persistent:
-        raise _refuse(request, "offline migration (live: false) moves only the definition and "
+        yield _refuse(request, "offline migration (live: false) moves only the definition and "
                       "needs persistent: true")
     if not request.live and request.copy_storage != "none":
-        raise _refuse(request, "offline migration cannot copy storage; use shared storage or a "
+        yield _refuse(request, "offline migration cannot copy storage; use shared storage or a "
                       "live migration with copy_storage")
     if request.migrate_disks and request.copy_storage == "none":
-        raise _refuse(request, "migrate_disks lists disks to copy but copy_storage is none",
+        yield _refuse(request, "migrate_disks lists disks to copy but copy_storage is none",
                       hint="set copy_storage: all (or inc) or drop migrate_disks")
     if (request.auto_converge_initial is not None or request.auto_converge_increment is not None) \
             and not request.auto_converge:
-        raise _refuse(request, "auto_converge_initial/increment need auto_converge: true")
+        yield _refuse(request, "auto_converge_initial/increment need auto_converge: true")
 
 
-def _check_migrate_uri(request: MigrationRequest) -> None:
+def _check_migrate_uri(request: MigrationRequest) -> Iterator[ValidationError]:
     value = request.migrate_uri
     if not value:
         return
@@ -243,51 +243,76 @@ def _check_migrate_uri(request: MigrationRequest) -> None:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise _refuse(request, f"migrate_uri {value!r} is malformed: {exc}")
+        yield _refuse(request, f"migrate_uri {value!r} is malformed: {exc}")
+        return
     if parts.scheme not in MIGRATE_URI_SCHEMES:
-        raise _refuse(request, "migrate_uri {!r} must start with {}".format(value, " or ".join(f"{s}://" for s in MIGRATE_URI_SCHEMES)),
+        yield _refuse(request, "migrate_uri {!r} must start with {}".format(value, " or ".join(f"{s}://" for s in MIGRATE_URI_SCHEMES)),
                       hint="for example tcp://10.0.0.2 (the destination's address on the migration network)")
     if parts.scheme in ("tcp", "rdma") and not parts.hostname:
-        raise _refuse(request, f"migrate_uri {value!r} names no host")
+        yield _refuse(request, f"migrate_uri {value!r} names no host")
 
 
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
-def _check_names(request: MigrationRequest) -> None:
+def _check_identity(request: MigrationRequest) -> Iterator[ValidationError]:
+    """The domain's name or UUID (a migrate run names one domain; evacuate names none up front)."""
     if not request.name and not request.uuid:
-        raise _refuse(request, "one of name or uuid is required")
+        yield _refuse(request, "one of name or uuid is required")
     if request.uuid:
-        request.uuid = normalize_uuid(request.uuid)
+        try:
+            request.uuid = normalize_uuid(request.uuid)
+        except ValidationError as error:
+            yield error
+
+
+def _check_names(request: MigrationRequest) -> Iterator[ValidationError]:
     if request.listen_address:
         try:
             ipaddress.ip_address(request.listen_address)
         except ValueError:
             if not HOSTNAME_RE.match(request.listen_address):
-                raise _refuse(request, f"listen_address {request.listen_address!r} is neither an IP address nor a host name")
+                yield _refuse(request, f"listen_address {request.listen_address!r} is neither an IP address nor a host name")
     if request.dest_name is not None and (not request.dest_name or "/" in request.dest_name):
-        raise _refuse(request, f"dest_name {request.dest_name!r} is not a valid domain name")
+        yield _refuse(request, f"dest_name {request.dest_name!r} is not a valid domain name")
     for option in ("xml", "persistent_xml"):
         text = getattr(request, option)
         if text is not None:
-            xml_uuid(text, option)  # raises ValidationError when malformed
+            try:
+                xml_uuid(text, option)
+            except ValidationError as error:
+                yield error
+
+
+def _check_uris(request: MigrationRequest, resolves_locally: Callable[[str], bool]) -> Iterator[ValidationError]:
+    try:
+        validate_dest_uri(request.uri, request.dest_uri, resolves_locally)
+    except ValidationError as error:
+        yield error
+
+
+OPTION_CHECKS = (_check_names, _check_choices, _check_non_negative, _check_transport, _check_modes, _check_migrate_uri)
+
+
+def option_problems(
+    request: MigrationRequest,
+    resolves_locally: Callable[[str], bool] = local_addresses_of,
+) -> list[ValidationError]:
+    """Every problem with the options and URIs of a request, whatever domain it is for."""
+    problems = list(_check_uris(request, resolves_locally))
+    for check in OPTION_CHECKS:
+        problems.extend(check(request))
+    return problems
 
 
 def validate_request(
     request: MigrationRequest,
     resolves_locally: Callable[[str], bool] = local_addresses_of,
 ) -> MigrationRequest:
-    """Refuse bad inputs that need no libvirt; returns the (normalized) request."""
-    try:
-        _check_names(request)
-        validate_dest_uri(request.uri, request.dest_uri, resolves_locally)
-    except ValidationError as error:
-        raise error.with_context(**request.context())
-    _check_choices(request)
-    _check_non_negative(request)
-    _check_transport(request)
-    _check_modes(request)
-    _check_migrate_uri(request)
+    """Refuse bad inputs that need no libvirt, every one at once; returns the (normalized) request."""
+    problems = list(_check_identity(request)) + option_problems(request, resolves_locally)
+    if problems:
+        raise ValidationError.of_all(problems, **request.context())
     return request
 
 

@@ -419,6 +419,28 @@ def test_bad_options_are_refused_before_anything(hosts, params, message):
     with pytest.raises(ValidationError) as caught:
         evacuation(hosts, **params).run()
     assert message in str(caught.value)
+    assert caught.value.domain is None, "an evacuation's option error names no domain"
+    assert hosts.mutations == []
+
+
+def test_every_bad_option_is_reported_at_once_and_names_no_domain(hosts):
+    add_guest(hosts, "web1", 512)
+    with pytest.raises(ValidationError) as caught:
+        evacuation(hosts, max_parallel=0, on_failure="retry", bandwidth=-5, tunnelled=True, tls=True).run()
+    text = str(caught.value)
+    for part in ("at least 1", "on_failure: unknown value 'retry'", "bandwidth must not be negative",
+                 "tls and tunnelled exclude each other"):
+        assert part in text, text
+    assert text.count("bandwidth must not be negative") == 1, "a migration option's problem is named once"
+    assert "evacuate-option-check" not in text and "domain" not in text.split(":")[0]
+    assert hosts.mutations == []
+
+
+def test_check_mode_plan_that_would_fail_reports_no_change(hosts):
+    add_guest(hosts, "huge", 65536)
+    add_guest(hosts, "web1", 512)
+    result = evacuation(hosts, check_mode=True).run()
+    assert (result["failed"], result["changed"]) == (True, False)
     assert hosts.mutations == []
 
 

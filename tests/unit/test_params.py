@@ -161,6 +161,22 @@ def test_bad_inputs_refused(overrides, message):
     assert error.dest_uri == DEST
 
 
+def test_every_bad_input_is_reported_at_once():
+    error = refused("4 problems with the options", bandwidth=-1, tunnelled=True, p2p=False,
+                    dest_uri="qemu:///system", on_paused_source="bogus")
+    for part in ("bandwidth must not be negative", "tunnelled migration needs p2p: true", "dest_uri is local",
+                 "on_paused_source: unknown value 'bogus'"):
+        assert part in error.message, error.message
+    assert "set p2p: true or tunnelled: false" in error.hint
+    assert (error.kind, error.domain, error.dest_uri) == ("validation", "vm1", "qemu:///system")
+
+
+def test_one_bad_input_keeps_its_own_operation_and_hint():
+    error = refused("tunnelled migration needs p2p", tunnelled=True, p2p=False)
+    assert error.message.startswith("tunnelled migration needs p2p")
+    assert error.hint == "set p2p: true or tunnelled: false"
+
+
 def test_unknown_convergence_key_refused():
     with pytest.raises(ValidationError, match="unknown keys stall_timeout"):
         request(convergence={"stall_timeout": 10})
