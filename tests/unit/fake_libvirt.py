@@ -164,6 +164,7 @@ VIR_ERR_OPERATION_TIMEOUT = 68
 VIR_ERR_OPERATION_UNSUPPORTED = 84
 VIR_ERR_SYSTEM_ERROR = 38
 VIR_FROM_DOMAIN = 20
+VIR_FROM_NONE = 0
 VIR_FROM_QEMU = 10
 VIR_FROM_RPC = 7
 VIR_MIGRATE_ABORT_ON_ERROR = 4096
@@ -244,10 +245,15 @@ class MigrationScript:
     ``samples`` are job-stats dicts returned one per tick; ``outcome`` is what
     happens after the last sample: ``complete``, ``fail`` (libvirtError, the
     destination cleaned by libvirt), ``fail_leave_dest`` (libvirtError and a
-    half-made paused domain left on the destination), ``persist_failed`` or
-    ``finish_error`` (the domain moves but the call raises, like a libvirtd
-    restart at the end) or ``never`` (repeat the last sample until aborted /
-    switched / suspended).
+    half-made paused domain left on the destination), ``persist_failed`` (with
+    VIR_MIGRATE_PERSIST_DEST, the destination cannot save the definition: what
+    libvirt's QEMU driver does with the v3 protocol of migrateToURI3/migrate3,
+    the destination's copy is killed, the source resumes and keeps its
+    definition, the call raises the save error), ``persist_failed_transient``
+    (a driver that reports VIR_ERR_MIGRATE_PERSIST_FAILED instead: the guest is
+    left running transient on the destination), ``finish_error`` (the domain
+    moves but the call raises, like a libvirtd restart at the end) or ``never``
+    (repeat the last sample until aborted / switched / suspended).
     ``after_switch`` is how many more ticks post-copy or suspend needs.
     """
 
@@ -411,10 +417,28 @@ class FakeDomain:
 
     def abortJob(self) -> int:
         self._call("abortJob")
+        return self._abort_job(0)
+
+    def abortJobFlags(self, flags: int = 0) -> int:
+        self._call("abortJobFlags", flags)
+        return self._abort_job(flags)
+
+    def _abort_job(self, flags: int) -> int:
+        """libvirt 9.0's qemuDomainAbortJobFlags: post-copy is only paused, and only when asked to."""
+        postcopy = self.job is not None and not self.job.finished.is_set() and self.job.switched == "postcopy"
+        if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY and not postcopy:
+            raise libvirtError("Requested operation is not valid: current job is not outgoing migration in "
+                               "post-copy mode", VIR_ERR_OPERATION_INVALID)
         if self.job is None or self.job.finished.is_set():
             raise libvirtError("Requested operation is not valid: no job is active on the domain",
                                VIR_ERR_OPERATION_INVALID)
-        self.job.abort()
+        if postcopy and not flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY:
+            raise libvirtError("Requested operation is not valid: cannot abort migration in post-copy mode",
+                               VIR_ERR_OPERATION_INVALID)
+        if postcopy:
+            self.job.abort("postcopy_paused")
+        else:
+            self.job.abort()
         return 0
 
     def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:
@@ -473,8 +497,8 @@ class FakeJob:
         self.switched = how
         self.switch_ticks = self.script.after_switch
 
-    def abort(self) -> None:
-        self.result = "aborted"
+    def abort(self, result: str = "aborted") -> None:
+        self.result = result
         self.finished.set()
 
     def tick(self) -> None:
@@ -754,6 +778,9 @@ class World:
         if dom.job is not None and not dom.job.finished.is_set():
             raise libvirtError("Requested operation is not valid: another migration job is already running for "
                                f"domain '{dom.name()}'", VIR_ERR_OPERATION_INVALID)
+        refused = self.refused_by_begin(dom, flags)
+        if refused:
+            raise libvirtError(f"Requested operation is not valid: {refused}", VIR_ERR_OPERATION_INVALID)
         if flags & VIR_MIGRATE_OFFLINE:
             return self._finish(dom, dest, params, flags)
         job = FakeJob(dom, dest, params, flags)
@@ -771,20 +798,50 @@ class World:
             self.jobs.remove(job)
         return self._conclude(job, incoming)
 
+    @staticmethod
+    def refused_by_begin(dom: FakeDomain, flags: int) -> str | None:
+        """What libvirt 9.0's QEMU driver refuses before a migration starts (qemuMigrationSrcBegin*)."""
+        if not flags & VIR_MIGRATE_OFFLINE:
+            return None if dom._state != VIR_DOMAIN_SHUTOFF else "domain is not running"
+        if flags & (VIR_MIGRATE_NON_SHARED_DISK | VIR_MIGRATE_NON_SHARED_INC):
+            return "offline migration cannot handle non-shared storage"
+        if not flags & VIR_MIGRATE_PERSIST_DEST:
+            return "offline migration must be specified with the persistent flag set"
+        if flags & VIR_MIGRATE_TUNNELLED:
+            return "tunnelled offline migration does not make sense"
+        return None
+
     def _conclude(self, job: FakeJob, incoming: FakeDomain) -> FakeDomain:
         dom, dest = job.domain, job.dest
         result = job.result or "timeout"
+        if result.startswith("persist_failed") and not job.flags & VIR_MIGRATE_PERSIST_DEST:
+            result = "complete"  # nothing to persist
         if result == "complete":
             return self._finish(dom, dest, job.params, job.flags, incoming)
         if result == "finish_error":
             self._finish(dom, dest, job.params, job.flags, incoming)
             raise libvirtError("Unable to read from monitor: Connection reset by peer", VIR_ERR_OPERATION_FAILED)
         if result == "persist_failed":
+            # qemuMigrationDstFinishFresh (v3): the destination's copy is stopped and removed, the
+            # source's Confirm phase resumes it; the save error reaches the caller.
+            dest.domains.pop(incoming.UUIDString(), None)
+            if dom._state == VIR_DOMAIN_RUNNING:
+                dom._reason = VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
+            raise libvirtError(f"Failed to create file '/etc/libvirt/qemu/{incoming.name()}.xml.new': "
+                               "No space left on device", VIR_ERR_SYSTEM_ERROR, VIR_FROM_NONE)
+        if result == "persist_failed_transient":
             moved = self._finish(dom, dest, job.params, job.flags & ~VIR_MIGRATE_PERSIST_DEST
                                  & ~VIR_MIGRATE_UNDEFINE_SOURCE, incoming, keep_source=True)
             moved.persistent = False
             raise libvirtError("Failed to make domain persistent after migration",
                                VIR_ERR_MIGRATE_PERSIST_FAILED)
+        if result == "postcopy_paused":
+            # abortJobFlags(VIR_DOMAIN_ABORT_JOB_POSTCOPY): the guest runs on the destination, its memory
+            # partly still on the source; both sides wait for a post-copy recovery.
+            dom._state, dom._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY_FAILED
+            incoming._state, incoming._reason = VIR_DOMAIN_RUNNING, VIR_DOMAIN_RUNNING_POSTCOPY_FAILED
+            raise libvirtError("operation failed: job 'migration out' failed in post-copy phase",
+                               VIR_ERR_OPERATION_FAILED)
         if result != "fail_leave_dest":
             dest.domains.pop(incoming.UUIDString(), None)
         if dom._reason in (VIR_DOMAIN_PAUSED_MIGRATION, VIR_DOMAIN_PAUSED_POSTCOPY) and result == "aborted" \
@@ -811,7 +868,8 @@ class World:
         if offline:
             target._state, target._reason = VIR_DOMAIN_SHUTOFF, VIR_DOMAIN_SHUTOFF_MIGRATED
         elif was_paused or flags & VIR_MIGRATE_PAUSED:
-            target._state, target._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_MIGRATION
+            # qemuMigrationDstComplete: a guest that arrives paused is paused by the user.
+            target._state, target._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_USER
         else:
             target._state, target._reason = VIR_DOMAIN_RUNNING, VIR_DOMAIN_RUNNING_MIGRATED
         if flags & VIR_MIGRATE_PERSIST_DEST:

@@ -485,8 +485,25 @@ def test_half_made_destination_is_removed(world):
     assert caught.value.hint == "fix the cause and re-run; re-running is safe"
 
 
-def test_persist_failed_defines_on_destination_and_keeps_source(world):
+def test_qemu_persist_failure_leaves_the_guest_on_the_source(world):
+    # libvirt's QEMU driver kills the destination's copy and resumes the source: nothing to recover.
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed"))
+    with pytest.raises(MigrationFailed) as caught:
+        make(world).run()
+    error = caught.value
+    assert error.error_code == lv.VIR_ERR_SYSTEM_ERROR
+    assert "No space left on device" in error.libvirt_error
+    assert "the domain now runs on: source" in str(error), str(error)
+    assert error.hint == "fix the cause and re-run; re-running is safe"
+    assert state_of(hv2(world), dom.UUIDString()) is None
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+    assert [(host, method) for host, method, _args in world.calls
+            if method in ("defineXML", "undefineFlags", "destroy")] == []
+
+
+def test_persist_failed_defines_on_destination_and_keeps_source(world):
+    # A driver that reports VIR_ERR_MIGRATE_PERSIST_FAILED leaves the guest running transient there.
+    dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed_transient"))
     with pytest.raises(MigrationFailed) as caught:
         make(world).run()
     error = caught.value
@@ -503,7 +520,7 @@ def test_persist_failed_defines_on_destination_and_keeps_source(world):
 
 
 def test_persist_failed_and_define_failed_still_keeps_source(world):
-    dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed"))
+    dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed_transient"))
     hv2(world).define_error = lv.libvirtError("disk full", lv.VIR_ERR_OPERATION_FAILED)
     with pytest.raises(MigrationFailed) as caught:
         make(world).run()
