@@ -17,9 +17,10 @@ import ipaddress
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from ansible_collections.virtops.migration.plugins.module_utils._errors import (
@@ -363,10 +364,110 @@ def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: flo
     return None
 
 
-def open_connection(uri: str, role: str = "source", **context: Any) -> Any:
-    """Open a read-write libvirt connection; ConnectionFailed names the cause."""
+# Every connection sends libvirt keepalives: a peer silent for KEEPALIVE_INTERVAL_SECONDS * (KEEPALIVE_COUNT + 1)
+# seconds (a libvirtd stopped or hung, a link cut) is dropped by libvirt, and each call waiting on it fails.
+KEEPALIVE_INTERVAL_SECONDS = 5
+KEEPALIVE_COUNT = 2
+# Opening has a deadline of its own: a libvirtd that is stopped still completes the TCP handshake (the kernel
+# accepts for it), then never answers the TLS handshake or the first RPC; keepalive exists only once open.
+CONNECT_TIMEOUT_SECONDS = 30.0
+# Closing sends a last RPC; a peer that does not answer it is left behind after this long.
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+Result = TypeVar("Result")
+
+
+class NoAnswer(Exception):
+    """A libvirt call did not return within its deadline: the host behind it does not answer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(f"no answer within {seconds:g}s")
+
+
+def call_within(seconds: float, call: Callable[[], Result],
+                discard: Callable[[Result], Any] | None = None) -> Result:
+    """``call()``'s result (or its exception), or NoAnswer once it has run ``seconds`` without returning.
+
+    The call runs in a daemon thread: one that never returns is left behind and cannot hold the process.
+    ``discard`` receives a result that arrives after the deadline (a connection opened too late, to close).
+    """
+    done = threading.Event()
+    lock = threading.Lock()
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below, never swallowed
+            box["error"] = exc
+        with lock:
+            done.set()
+            late = box.get("abandoned", False)
+        if late and discard is not None and "value" in box:
+            discard(box["value"])
+
+    threading.Thread(target=worker, name="virtops-bounded-call", daemon=True).start()
+    done.wait(max(seconds, 0.0))
+    with lock:
+        if not done.is_set():
+            box["abandoned"] = True
+            raise NoAnswer(seconds)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+_event_loop_lock = threading.Lock()
+_event_loop: list[threading.Thread] = []  # the one thread running libvirt's event loop, once started
+
+
+def ensure_event_loop() -> None:
+    """Run libvirt's default event loop in a daemon thread (once per process), before any connection opens.
+
+    libvirt sends keepalives, and notices a peer that stopped answering them, only while an event loop runs.
+    """
+    with _event_loop_lock:
+        if _event_loop:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run_events() -> None:
+            while True:
+                try:
+                    libvirt.virEventRunDefaultImpl()
+                except libvirt.libvirtError:
+                    threading.Event().wait(1.0)
+
+        thread = threading.Thread(target=run_events, name="virtops-libvirt-events", daemon=True)
+        thread.start()
+        _event_loop.append(thread)
+
+
+def start_keepalive(conn: Any) -> None:
+    """Ask libvirt to probe the peer of ``conn`` and drop it when it stops answering."""
     try:
-        conn = libvirt.open(uri)
+        conn.setKeepAlive(KEEPALIVE_INTERVAL_SECONDS, KEEPALIVE_COUNT)
+    except libvirt.libvirtError:
+        return  # a peer without keepalive support: the deadlines of the steps that matter still hold
+
+
+def open_connection(uri: str, role: str = "source", within: float | None = None, **context: Any) -> Any:
+    """Open a read-write libvirt connection with keepalive; ConnectionFailed names the cause.
+
+    The open gives up after ``within`` seconds (CONNECT_TIMEOUT_SECONDS by default).
+    """
+    ensure_event_loop()
+    seconds = CONNECT_TIMEOUT_SECONDS if within is None else within
+    try:
+        conn = call_within(seconds, lambda: libvirt.open(uri), discard=close_quietly)
+    except NoAnswer:
+        raise ConnectionFailed(
+            f"connect to {role}",
+            f"cannot open {uri}: no answer within {seconds:g}s (the libvirt daemon there accepts connections "
+            "but does not answer: stopped, hung or overloaded)",
+            hint="check the libvirt daemon on that host (systemctl status libvirtd; is it stopped or stuck?), "
+                 "then re-run", **context).with_context()
     except libvirt.libvirtError as exc:
         error = ConnectionFailed.from_libvirt(
             f"connect to {role}", exc, message=f"cannot open {uri}", **context
@@ -377,14 +478,15 @@ def open_connection(uri: str, role: str = "source", **context: Any) -> Any:
         raise error.with_context()
     if conn is None:  # very old bindings returned None instead of raising
         raise ConnectionFailed(f"connect to {role}", f"cannot open {uri}", **context)
+    start_keepalive(conn)
     return conn
 
 
-def close_quietly(conn: Any) -> None:
-    """Close a connection, ignoring errors (used on the way out)."""
+def close_quietly(conn: Any, within: float = CLOSE_TIMEOUT_SECONDS) -> None:
+    """Close a connection, ignoring errors (used on the way out); waits at most ``within`` seconds."""
     if conn is None:
         return
     try:
-        conn.close()
+        call_within(within, conn.close)
     except Exception:  # noqa: BLE001 - closing must never mask the real error
         return

@@ -81,6 +81,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._preflight impor
     PreflightReport,
     classify_disks,
     host_uuid_of,
+    migration_tls_diagnosis,
     mount_fs_type,
     plan_copied_disks,
     run_preflight,
@@ -569,6 +570,9 @@ class Migrator:
             message += "; recovery: {}".format("; ".join(self.state.recovery))
         hint = ("fix the cause and re-run; re-running is safe" if runs_on == ["source"] and not unchecked else
                 "inspect both hosts before re-running")
+        tls_files = migration_tls_diagnosis(libvirt_error_text(error), self.request, self.state.preflight)
+        if tls_files:
+            message, hint = f"{message}; {tls_files[0]}", f"{tls_files[1]}; {hint}"
         raise MigrationFailed.from_libvirt(
             "migrate", error, message, hint=hint, details={
                 "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),

@@ -21,6 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+    NoAnswer,
+    call_within,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._errors import (
     libvirt_error_text,
 )
@@ -39,6 +43,35 @@ from ansible_collections.virtops.migration.plugins.module_utils._policy import (
 )
 
 Waiter = Callable[[threading.Event, float], Any]
+
+# Once the hard timeout has fired (or the policy aborted the job for another reason), the run ends within
+# HARD_TIMEOUT_GRACE_SECONDS whatever a host does, a libvirtd that died or one that stopped answering:
+# - the migrate call has MIGRATE_CALL_GRACE_SECONDS to return after the abort (three keepalive intervals: libvirt
+#   drops a silent peer in 15 s); then it is left behind and the run goes on without it;
+# - recovery (check both sides, clean up, resume) has RECOVERY_SECONDS; one call to a side has at most
+#   SIDE_CALL_SECONDS, after which that side is reported as not checked and never touched again;
+# - closing the connections has CLOSE_SECONDS.
+# The hard timeout does not apply once post-copy has started (aborting then would lose the guest).
+MIGRATE_CALL_GRACE_SECONDS = 15.0
+SIDE_CALL_SECONDS = 10.0
+RECOVERY_SECONDS = 25.0
+CLOSE_SECONDS = 5.0
+HARD_TIMEOUT_GRACE_SECONDS = MIGRATE_CALL_GRACE_SECONDS + RECOVERY_SECONDS + CLOSE_SECONDS
+
+
+class MigrateCallAbandoned(Exception):
+    """The migrate call had not returned when the run stopped waiting for it (a host does not answer)."""
+
+
+def give_up_at(started_at: float, hard_timeout: float | None, aborted_at: float | None,
+               in_postcopy: bool) -> float | None:
+    """When to stop waiting for the migrate call: the grace after the hard timeout or after an abort, whichever
+    comes first; never during post-copy (the guest already runs on the destination); None: wait for it."""
+    if in_postcopy:
+        return None
+    limits = [moment + MIGRATE_CALL_GRACE_SECONDS for moment in (
+        started_at + hard_timeout if hard_timeout else None, aborted_at) if moment is not None]
+    return min(limits) if limits else None
 
 
 def wait_on_event(event: threading.Event, seconds: float) -> None:
@@ -59,6 +92,7 @@ class MonitorOutcome:
     aborted: bool = False
     abort_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
+    call_abandoned: bool = False
 
 
 class MigrationMonitor:
@@ -76,26 +110,57 @@ class MigrationMonitor:
         self.clock = clock
         self.wait = wait
         self.outcome = MonitorOutcome()
+        self.aborted_at: float | None = None
+
+    def give_up_at(self) -> float | None:
+        return give_up_at(self.policy.started_at, self.policy.config.hard_timeout, self.aborted_at,
+                          self.outcome.postcopy_started)
 
     def run(self, migrate: Callable[[], Any]) -> MonitorOutcome:
         finished = threading.Event()
+        ended: dict[str, Any] = {}
 
         def worker() -> None:
             try:
-                self.outcome.return_value = migrate()
+                ended["value"] = migrate()
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, never swallowed
-                self.outcome.error = exc
+                ended["error"] = exc
             finally:
                 finished.set()
 
         thread = threading.Thread(target=worker, name="virtops-migrate", daemon=True)
         thread.start()
         while not finished.is_set():
-            self.poll()
+            if not self.poll_in_time():
+                return self.abandon()
             if finished.is_set():
                 break
             self.wait(finished, self.policy.config.poll_interval)
         thread.join()
+        self.outcome.return_value, self.outcome.error = ended.get("value"), ended.get("error")
+        return self.outcome
+
+    def poll_in_time(self) -> bool:
+        """Poll (bounded by when to give up, if that is set); False once it is time to stop waiting."""
+        limit = self.give_up_at()
+        if limit is None:
+            self.poll()
+            return True
+        if self.clock() >= limit:
+            return False
+        try:
+            call_within(limit - self.clock(), self.poll)
+        except NoAnswer:
+            return False
+        return True
+
+    def abandon(self) -> MonitorOutcome:
+        """Stop waiting for a migrate call that does not return: the run reports without it."""
+        self.outcome.call_abandoned = True
+        after = "the abort" if self.aborted_at is not None else "the hard timeout"
+        self.outcome.error = MigrateCallAbandoned(
+            f"the migrate call had not returned {MIGRATE_CALL_GRACE_SECONDS:g}s after {after}: a host does not "
+            "answer (its libvirt daemon stopped or hung, or the link to it is down)")
         return self.outcome
 
     def read_job(self) -> JobSample:
@@ -130,6 +195,10 @@ class MigrationMonitor:
 
     def apply(self, now: float, action: PolicyAction) -> None:
         """Apply one policy action through the domain API; record the result."""
+        if self.outcome.call_abandoned:
+            return  # a poll left behind that returned late: the run has moved on
+        if action.action == ABORT:
+            self.aborted_at = now
         try:
             if action.action == SET_DOWNTIME:
                 self.domain.migrateSetMaxDowntime(int(action.value or 0), 0)

@@ -30,11 +30,16 @@ path no pool there covers cannot be verified and is refused, with the ways out.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+    parse_uri,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._domain import (
     DiskSpec,
     DomainInfo,
@@ -356,6 +361,8 @@ class PreflightContext:
     guest: GuestSpec
     disk_verdicts: list[DiskVerdict]
     copied_disks: list[str]
+    path_exists: Callable[[str], bool] = os.path.exists
+    read_text: Callable[[str], str | None] = field(default=lambda path: read_text_or_none(path))
 
 
 def host_uuid_of(conn: Any) -> str | None:
@@ -490,14 +497,116 @@ CHECKS: tuple[tuple[str, Callable[[PreflightContext], CheckResult]], ...] = (
 )
 
 
+# ---------------------------------------------------------------------------
+# TLS on the migration data stream (tls: true): QEMU's certificate files on each side
+
+QEMU_CONF = "/etc/libvirt/qemu.conf"
+QEMU_TLS_DIR = "/etc/pki/qemu"
+MIGRATE_TLS_DIR = "/etc/pki/libvirt-migrate"
+# QEMU's tls-creds-x509 object: the destination listens (endpoint server), the source connects
+# (endpoint client); the destination verifies the client (default_tls_x509_verify), so both need the CA.
+SOURCE_TLS_FILES = ("ca-cert.pem", "client-cert.pem", "client-key.pem")
+DEST_TLS_FILES = ("ca-cert.pem", "server-cert.pem", "server-key.pem")
+TLS_FILES_HINT = ("issue {directory} on {host} with the libvirt_pki role (it gives QEMU ca-cert.pem, server-cert.pem, "
+                  "server-key.pem, client-cert.pem and client-key.pem), or migrate without tls")
+CREDENTIALS_TEXT = re.compile(r"Unable to access credentials (\S+?): ([^:;]+)")
+
+
+def read_text_or_none(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def qemu_conf_value(text: str, key: str) -> str | None:
+    """A string setting of qemu.conf (``key = "value"``), None when it is not set."""
+    found = re.search(r'^\s*' + re.escape(key) + r'\s*=\s*"([^"]*)"', text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def migration_tls_dir(qemu_conf: str | None, path_exists: Callable[[str], bool]) -> str:
+    """The directory libvirt 9.0 gives QEMU for migration TLS (virQEMUDriverConfigSetDefaults)."""
+    text = qemu_conf or ""
+    explicit = qemu_conf_value(text, "migrate_tls_x509_cert_dir")
+    if explicit:
+        return explicit
+    if path_exists(MIGRATE_TLS_DIR):
+        return MIGRATE_TLS_DIR
+    return qemu_conf_value(text, "default_tls_x509_cert_dir") or QEMU_TLS_DIR
+
+
+def host_label(conn: Any, side: str) -> str:
+    """``the destination (hv2.example.com)``: the side and the name libvirt gives its host."""
+    try:
+        return f"the {side} ({conn.getHostname()})"
+    except libvirt.libvirtError:
+        return f"the {side}"
+
+
+def check_migration_tls(ctx: PreflightContext) -> CheckResult:
+    """The source's QEMU TLS files, read here when the task runs on the source.
+
+    libvirt exposes no way to read the destination's: a file missing there fails the migration
+    before any memory is copied, and migration_tls_diagnosis names that host in the error.
+    """
+    destination_note = ("the destination's ({}) cannot be read through libvirt".format(", ".join(DEST_TLS_FILES)))
+    if parse_uri(ctx.request.uri).is_remote:
+        return CheckResult("tls", WARNING, "QEMU's TLS files for the migration stream cannot be read from here "
+                           f"(the task does not run on the source); {destination_note}")
+    directory = migration_tls_dir(ctx.read_text(QEMU_CONF), ctx.path_exists)
+    missing = [os.path.join(directory, name) for name in SOURCE_TLS_FILES
+               if not ctx.path_exists(os.path.join(directory, name))]
+    source = host_label(ctx.source_conn, "source")
+    if missing:
+        return CheckResult("tls", FAILED, "{} lacks {}, which QEMU there needs for TLS on the migration stream "
+                           "(tls: true). Next: {}".format(source, ", ".join(missing),
+                                                          TLS_FILES_HINT.format(directory=directory, host=source)))
+    return CheckResult("tls", PASSED, "{} has {} in {}; {}".format(source, ", ".join(SOURCE_TLS_FILES), directory,
+                                                                   destination_note))
+
+
+def migration_tls_diagnosis(libvirt_text: str, request: MigrationRequest,
+                            report: PreflightReport | None) -> tuple[str, str] | None:
+    """(cause, next step) naming the host that lacks a QEMU TLS file, from libvirt's text; None otherwise.
+
+    QEMU says "Unable to access credentials PATH: REASON" on whichever side lacks the file, and libvirt
+    relays it without saying which: server-cert/server-key are the destination's, client-cert/client-key
+    the source's, and a missing ca-cert is the destination's when preflight found the source's.
+    """
+    found = CREDENTIALS_TEXT.search(libvirt_text)
+    if not request.tls or found is None:
+        return None
+    path, reason = found.group(1), found.group(2).strip()
+    name, directory = os.path.basename(path), os.path.dirname(path)
+    source = f"the source ({parse_uri(request.uri).host or socket.gethostname()})"
+    dest = f"the destination ({parse_uri(request.dest_uri).host})"
+    source_checked = report is not None and any(r.name == "tls" and r.status == PASSED for r in report.results)
+    if name in DEST_TLS_FILES and (name not in SOURCE_TLS_FILES or source_checked):
+        host = dest
+    elif name in SOURCE_TLS_FILES and name not in DEST_TLS_FILES:
+        host = source
+    else:
+        host = f"{dest} or {source} (both need it)"
+    cause = f"{host} lacks {path} ({reason}), which QEMU there needs for TLS on the migration stream (tls: true)"
+    return cause, TLS_FILES_HINT.format(directory=directory, host=host)
+
+
 def run_preflight(ctx: PreflightContext) -> PreflightReport:
-    """Run every check not skipped; PreflightFailed lists all failures at once."""
+    """Run every check not skipped; PreflightFailed lists all failures at once.
+
+    With tls: true the source's QEMU TLS files are checked too (not skippable: the check reads
+    libvirt's own settings, and a missing file always fails the migration).
+    """
     report = PreflightReport([check_dest_reachable(ctx)])
     for name, check in CHECKS:
         if name in ctx.request.preflight_skip:
             report.results.append(CheckResult(name, SKIPPED, "skipped by preflight_skip"))
         else:
             report.results.append(check(ctx))
+    if ctx.request.tls:
+        report.results.append(check_migration_tls(ctx))
     if report.failures:
         raise PreflightFailed(
             "preflight", "; ".join(f"{r.name}: {r.message}" for r in report.failures),
