@@ -25,9 +25,12 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ansible_collections.virtops.migration.plugins.module_utils._connection import (
+    CLOSE_TIMEOUT_SECONDS,
+    NoAnswer,
+    call_within,
     close_quietly,
     local_addresses_of,
     open_connection,
@@ -58,6 +61,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep imp
     libvirt,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._monitor import (
+    RECOVERY_SECONDS,
+    SIDE_CALL_SECONDS,
+    MigrateCallAbandoned,
     MigrationMonitor,
     MonitorOutcome,
     Waiter,
@@ -107,6 +113,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._run_lock import
 
 ABORT_WAIT_SECONDS = 60.0
 ABORT_POLL_SECONDS = 0.5
+ABORT_WAIT_RESERVE_SECONDS = 5.0  # of the recovery's time, kept for the checks after the wait for an aborted job
+UNCHECKED = {"present": None, "state": "unknown", "persistent": None}  # a side's placement when it was not checked
+
+Answer = TypeVar("Answer")
 
 
 @dataclass
@@ -155,6 +165,27 @@ def friendly_stats(stats: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def placement_as_checked(after: dict[str, Any], unchecked: list[str]) -> dict[str, Any]:
+    """The placement with each side that was not checked as unknown (never as absent)."""
+    return {side: (dict(UNCHECKED) if side in unchecked else where) for side, where in after.items()}
+
+
+def next_step_after_failure(runs_on: list[str], unchecked: list[str], source_uri: str, dest_uri: str) -> str:
+    """What to do after a failed migration, from where the domain was found running and which sides were not checked."""
+    if not unchecked:
+        return ("fix the cause and re-run; re-running is safe" if runs_on == ["source"] else
+                "inspect both hosts before re-running")
+    uris = {"source": source_uri, "destination": dest_uri}
+    listing = "; ".join(f"virsh -c {uris[side]} list --all" for side in unchecked)
+    if runs_on == ["source"]:
+        return (f"the domain runs on the source; inspect both hosts before re-running: once the destination answers "
+                f"again, check that it holds no copy of the domain ({listing}; destroy a copy the migration left "
+                "paused there)")
+    answers = "answers" if len(unchecked) == 1 else "answer"
+    return (f"inspect both hosts before re-running: once the {' and '.join(unchecked)} {answers} again, find where "
+            f"the domain runs ({listing}); nothing was changed on a side that was not checked")
+
+
 class Migrator:
     """Run one migration request; ``run()`` returns the module result dict."""
 
@@ -178,7 +209,8 @@ class Migrator:
         self.state = RunState()
         self.source_conn: Any = None
         self.dest_conn: Any = None
-        self.unreachable: set[str] = set()  # sides whose lost connection could not be reopened
+        self.unreachable: set[str] = set()  # sides not checked after a failure (lost and not reopened, or silent)
+        self.recovery_deadline: float | None = None  # set when recovery starts: every call to a side ends by then
         self.domain_lock: RunLock | None = None
 
     # -- helpers ------------------------------------------------------------
@@ -421,19 +453,21 @@ class Migrator:
         memory_bytes = (source.max_memory_kib if source else 0) * 1024
         policy = ConvergencePolicy(self.request.convergence, memory_bytes, self.clock())
         monitor_conn = self.monitor_connection()
+        outcome: MonitorOutcome | None = None
         try:
             watched = lookup_by_uuid(monitor_conn, self.request.uuid) if monitor_conn is not None else None
             monitor = MigrationMonitor(watched or self.state.source_dom, policy, self.clock, self.wait)
             outcome = monitor.run(self.start_call())
         finally:
-            close_quietly(monitor_conn)
+            abandoned = outcome is not None and outcome.call_abandoned
+            close_quietly(monitor_conn, within=0 if abandoned else CLOSE_TIMEOUT_SECONDS)
         self.state.policy_actions = policy.summary()
         self.state.warnings.extend(outcome.warnings)
         if outcome.error is None:
             return
         if another_job_holds_domain(outcome.error):
             raise self.held_by_another_job(outcome.error)
-        if not isinstance(outcome.error, libvirt.libvirtError):
+        if not isinstance(outcome.error, (libvirt.libvirtError, MigrateCallAbandoned)):
             raise outcome.error
         if libvirt_error_code(outcome.error) == libvirt.VIR_ERR_MIGRATE_PERSIST_FAILED:
             self.recover_persist_failed(outcome.error)
@@ -453,21 +487,59 @@ class Migrator:
             return None
 
     # -- failure handling ---------------------------------------------------
+    #
+    # Every call to a host during recovery goes through ask(): it returns within SIDE_CALL_SECONDS and before the
+    # recovery's deadline, or the side is recorded as not checked and never asked (nor changed) again.
+
+    def ask(self, role: str, call: Callable[[], Answer], discard: Callable[[Answer], Any] | None = None) -> Answer:
+        """``call()`` on ``role``'s side, bounded during recovery; NoAnswer when that side was not checked."""
+        if self.recovery_deadline is None:
+            return call()
+        if role in self.unreachable:
+            raise NoAnswer(0.0)
+        seconds = min(SIDE_CALL_SECONDS, self.recovery_deadline - self.clock())
+        if seconds <= 0:
+            self.not_checked(role, f"the recovery's {RECOVERY_SECONDS:g}s ran out before it was checked")
+            raise NoAnswer(0.0)
+        try:
+            return call_within(seconds, call, discard)
+        except NoAnswer:
+            self.not_checked(role, f"it did not answer within {seconds:g}s (its libvirt daemon is stopped or "
+                                   "hung, or the link to it is down)")
+            raise
+
+    def not_checked(self, role: str, why: str) -> None:
+        """Record that ``role``'s side could not be checked; drop its connection without waiting on it."""
+        if role in self.unreachable:
+            return
+        self.unreachable.add(role)
+        self.state.recovery.append(f"the {role} was not checked: {why}; nothing was done there")
+        attr = "source_conn" if role == "source" else "dest_conn"
+        close_quietly(getattr(self, attr), within=0)
+        setattr(self, attr, None)
 
     def reconnect_if_lost(self, role: str) -> None:
         """Reopen a connection the failure closed (its libvirtd restarted or the link broke)."""
         attr = "source_conn" if role == "source" else "dest_conn"
         conn = getattr(self, attr)
+
+        def answers() -> bool:
+            # isAlive() learns of a closed socket only once a call failed on it
+            return bool(conn.isAlive()) and conn.getLibVersion() is not None
+
         try:
-            if conn is not None and conn.isAlive():
-                conn.getLibVersion()  # isAlive() learns of a closed socket only once a call failed on it
+            if conn is not None and self.ask(role, answers):
                 return
+        except NoAnswer:
+            return
         except libvirt.libvirtError:
             pass
         close_quietly(conn)
         uri = self.request.uri if role == "source" else self.request.dest_uri
         try:
-            setattr(self, attr, self.connect(uri, role, **self.context()))
+            setattr(self, attr, self.ask(role, lambda: self.connect(uri, role, **self.context()), close_quietly))
+        except NoAnswer:
+            return
         except MigrationError as error:
             setattr(self, attr, None)
             self.unreachable.add(role)
@@ -476,31 +548,61 @@ class Migrator:
             return
         self.state.recovery.append(f"reconnected to the {role} (the connection was lost during the migration)")
 
+    def refresh(self, role: str) -> tuple[Any, DomainInfo | None]:
+        """(virDomain, what it is) on ``role``'s side now; (None, None) when absent or not checked."""
+        conn = self.source_conn if role == "source" else self.dest_conn
+
+        def read() -> tuple[Any, DomainInfo | None]:
+            dom = lookup_by_uuid(conn, self.request.uuid)
+            return dom, (describe_domain(dom) if dom is not None else None)
+
+        if role in self.unreachable:
+            return None, None
+        try:
+            return self.ask(role, read)
+        except NoAnswer:
+            return None, None
+        except libvirt.libvirtError as exc:
+            if self.recovery_deadline is None:
+                raise
+            self.not_checked(role, f"libvirt said: {libvirt_error_text(exc)}")
+            return None, None
+
     def refresh_source(self) -> DomainInfo | None:
         if "source" in self.unreachable:
             return None
-        self.state.source_dom = lookup_by_uuid(self.source_conn, self.request.uuid)
-        return describe_domain(self.state.source_dom) if self.state.source_dom is not None else None
+        self.state.source_dom, info = self.refresh("source")
+        return info
 
     def refresh_dest(self) -> DomainInfo | None:
         if "destination" in self.unreachable:
             return None
-        self.state.dest_dom = lookup_by_uuid(self.dest_conn, self.request.uuid)
-        return describe_domain(self.state.dest_dom) if self.state.dest_dom is not None else None
+        self.state.dest_dom, info = self.refresh("destination")
+        return info
+
+    def recovery_time_left(self) -> float:
+        return float("inf") if self.recovery_deadline is None else self.recovery_deadline - self.clock()
 
     def abort_if_running(self) -> None:
         """Abort a job the failed call left behind and wait (bounded) until it is gone."""
         dom = self.state.source_dom
+
+        def running() -> bool:
+            return self.job_active(dom, describe_domain(dom))
+
         try:
-            if dom is None or not self.job_active(dom, describe_domain(dom)):
+            if dom is None or not self.ask("source", running):
                 return
-            dom.abortJob()
+            self.ask("source", dom.abortJob)
             self.state.recovery.append("aborted the migration job on the source")
-            for _attempt in range(int(ABORT_WAIT_SECONDS / ABORT_POLL_SECONDS)):
-                if not self.job_active(dom, describe_domain(dom)):
+            waited = max(0.0, min(ABORT_WAIT_SECONDS, self.recovery_time_left() - ABORT_WAIT_RESERVE_SECONDS))
+            for _attempt in range(int(waited / ABORT_POLL_SECONDS)):
+                if not self.ask("source", running):
                     return
                 time.sleep(ABORT_POLL_SECONDS)
-            self.state.recovery.append(f"the aborted job was still present after {ABORT_WAIT_SECONDS:g}s")
+            self.state.recovery.append(f"the aborted job was still present after {waited:g}s")
+        except NoAnswer:
+            return
         except libvirt.libvirtError as exc:
             if libvirt_error_code(exc) != libvirt.VIR_ERR_NO_DOMAIN:
                 self.state.recovery.append(f"could not abort the job: {libvirt_error_text(exc)}")
@@ -508,12 +610,15 @@ class Migrator:
     def remove_half_made_destination(self, dest: DomainInfo) -> None:
         observed = self.state.observed
         defined_before = observed is not None and observed.destination is not None
+        dom = self.state.dest_dom
         try:
-            self.state.dest_dom.destroy()
+            self.ask("destination", dom.destroy)
             self.state.recovery.append("destroyed the half-made domain on the destination")
             if dest.persistent and not defined_before:
-                self.state.dest_dom.undefineFlags(undefine_flags())
+                self.ask("destination", lambda: dom.undefineFlags(undefine_flags()))
                 self.state.recovery.append("undefined the definition this run created on the destination")
+        except NoAnswer:
+            return
         except libvirt.libvirtError as exc:
             self.state.recovery.append(f"could not clean the destination: {libvirt_error_text(exc)}")
 
@@ -525,10 +630,12 @@ class Migrator:
         if not (outcome.paused_by_us or was_running):
             return
         try:
-            self.state.source_dom.resume()
+            self.ask("source", self.state.source_dom.resume)
             self.state.recovery.append("resumed the domain on the source (this run had paused it)"
                                        if outcome.paused_by_us else "resumed the domain on the source "
                                        "(left paused by the failed migration)")
+        except NoAnswer:
+            return
         except libvirt.libvirtError as exc:
             self.state.recovery.append(f"could not resume the source: {libvirt_error_text(exc)}")
 
@@ -536,6 +643,7 @@ class Migrator:
         error = outcome.error
         if not (error is not None):
             raise AssertionError("internal state: expected error is not None")
+        self.recovery_deadline = self.clock() + RECOVERY_SECONDS
         self.reconnect_if_lost("source")
         self.reconnect_if_lost("destination")
         self.refresh_source()
@@ -557,28 +665,30 @@ class Migrator:
 
     def raise_failed(self, error: BaseException, outcome: MonitorOutcome) -> None:
         source, dest = self.refresh_source(), self.refresh_dest()
-        after = placement(Observed(source, dest))
+        unchecked = sorted(self.unreachable)
+        after = placement_as_checked(placement(Observed(source, dest)), unchecked)
         runs_on = [side for side, info in (("source", source), ("destination", dest)) if info and info.active]
         message = "migration failed"
         if outcome.aborted:
             message += f" (aborted by the convergence policy: {outcome.abort_reason})"
-        unchecked = sorted(self.unreachable)
+        if isinstance(error, MigrateCallAbandoned):
+            message += f"; {error}"
         message += "; the domain now runs on: %s" % (", ".join(runs_on) or ("NO HOST" if not unchecked else "unknown"))
         if unchecked:
             message += " (the {} could not be checked)".format(" and ".join(unchecked))
         if self.state.recovery:
             message += "; recovery: {}".format("; ".join(self.state.recovery))
-        hint = ("fix the cause and re-run; re-running is safe" if runs_on == ["source"] and not unchecked else
-                "inspect both hosts before re-running")
+        hint = next_step_after_failure(runs_on, unchecked, self.request.uri, self.request.dest_uri)
         tls_files = migration_tls_diagnosis(libvirt_error_text(error), self.request, self.state.preflight)
         if tls_files:
             message, hint = f"{message}; {tls_files[0]}", f"{tls_files[1]}; {hint}"
-        raise MigrationFailed.from_libvirt(
-            "migrate", error, message, hint=hint, details={
-                "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
-                "unreachable": unchecked,
-                "placement": after, "last_job_stats": friendly_stats(outcome.last_stats)},
-            **self.context())
+        details = {
+            "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
+            "unreachable": unchecked,
+            "placement": after, "last_job_stats": friendly_stats(outcome.last_stats)}
+        if isinstance(error, MigrateCallAbandoned):  # not libvirt's words: no "libvirt said"
+            raise MigrationFailed("migrate", message, hint=hint, details=details, **self.context())
+        raise MigrationFailed.from_libvirt("migrate", error, message, hint=hint, details=details, **self.context())
 
     def recover_persist_failed(self, error: BaseException) -> None:
         """The domain moved but was not made persistent: define it there, keep the source's definition."""
