@@ -561,7 +561,7 @@ def check_migration_tls(ctx: PreflightContext) -> CheckResult:
     source = host_label(ctx.source_conn, "source")
     if missing:
         return CheckResult("tls", FAILED, "{} lacks {}, which QEMU there needs for TLS on the migration stream "
-                           "(tls: true). Next: {}".format(source, ", ".join(missing),
+                           "(tls: true): {}".format(source, ", ".join(missing),
                                                           TLS_FILES_HINT.format(directory=directory, host=source)))
     return CheckResult("tls", PASSED, "{} has {} in {}; {}".format(source, ", ".join(SOURCE_TLS_FILES), directory,
                                                                    destination_note))
@@ -610,6 +610,6 @@ def run_preflight(ctx: PreflightContext) -> PreflightReport:
     if report.failures:
         raise PreflightFailed(
             "preflight", "; ".join(f"{r.name}: {r.message}" for r in report.failures),
-            hint="fix the destination, or skip a check you know is wrong with preflight_skip",
+            hint="fix what the failed checks name, or skip a check you know is wrong with preflight_skip",
             details={"preflight": report.as_list()}, **ctx.request.context())
     return report
