@@ -51,8 +51,11 @@ APT_CACHE_PORT = 3142
 # apt inside a machine reaches the registries only through the lab's apt cache. A connection to it
 # that goes dead (the cache closed it, or stopped answering) must fail within this many seconds and
 # be retried, never hold apt-get, and with it a role's package step, for as long as it stays open.
-APT_TIMEOUT_S = 30
-APT_RETRIES = 3
+APT_TIMEOUT_S = 20
+APT_RETRIES = 2
+# The cache's own wait on the registries, shorter than apt's: the cache answers with an error
+# (which apt retries) before apt would give up on it.
+APT_CACHE_UPSTREAM_TIMEOUT_S = 15
 BOOT_TIMEOUT = 90
 
 # Shell run inside the freshly debootstrapped root (chroot). Part of the root's
@@ -294,15 +297,23 @@ def lab_cgroup(hierarchy: Path, lab: str, host: str | None = None) -> Path:
 
 
 def cgroup_pids(path: Path) -> set[int]:
-    pids: set[int] = set()
-    if not path.exists():
-        return pids
-    for procs in path.rglob("cgroup.procs"):
+    """The processes in a cgroup tree. Another lab's `down` may remove cgroups while the tree is
+    walked: the walk is then done again, so a live lab is never seen with fewer processes."""
+    for _ in range(5):
+        if not path.exists():
+            return set()
         try:
-            pids.update(int(p) for p in procs.read_text().split())
-        except OSError:
-            continue
-    return pids
+            return {pid for procs in path.rglob("cgroup.procs") for pid in cgroup_procs(procs)}
+        except FileNotFoundError:
+            time.sleep(0.2)
+    raise LabError(f"the cgroup tree {path} kept changing while it was read")
+
+
+def cgroup_procs(procs: Path) -> set[int]:
+    try:
+        return {int(p) for p in procs.read_text().split()}
+    except OSError:
+        return set()
 
 
 def lab_processes(lab: str) -> set[int]:
@@ -431,11 +442,11 @@ def start_apt_cache(topology: Topology) -> None:
     config_dir.mkdir(exist_ok=True)
     # A minimal configuration: the packaged one remaps Debian mirrors through lists
     # that do not resolve here. Pass-through caching is all the lab needs. Its own
-    # waits on the registries are bounded too (NetworkTimeout, seconds), so a stalled
-    # download ends as an error to apt (which retries) instead of an open, silent
-    # connection; a download cut off is retried by the cache itself (DlMaxRetries).
+    # waits on the registries are bounded too (NetworkTimeout), so a stalled download
+    # ends as an error to apt (which retries) instead of a silent open connection; a
+    # download cut off is retried by the cache itself (DlMaxRetries).
     (config_dir / "acng.conf").write_text(
-        f"ExThreshold: 30\nNetworkTimeout: {APT_TIMEOUT_S}\nDlMaxRetries: {APT_RETRIES}\n"
+        f"ExThreshold: 30\nNetworkTimeout: {APT_CACHE_UPSTREAM_TIMEOUT_S}\nDlMaxRetries: {APT_RETRIES}\n"
     )
     shutil.chown(cache_dir, "apt-cacher-ng", "apt-cacher-ng")
     shutil.chown(log_dir, "apt-cacher-ng", "apt-cacher-ng")
@@ -725,7 +736,7 @@ def lab_is_healthy(topology: Topology, paths: Paths) -> bool:
 
 @contextlib.contextmanager
 def sweep_lock() -> Iterator[None]:
-    """Serialise the leftover sweep and the first steps of every `up` on this machine."""
+    """Serialise the leftover sweep and first steps of every `up`, and every `down`, on this machine."""
     STATE_ROOT.mkdir(parents=True, exist_ok=True)
     with open(STATE_ROOT / ".up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -777,9 +788,12 @@ def up(topology: Topology, recreate: bool) -> None:
 
 
 def down(names: list[str]) -> None:
-    for lab in names:
-        teardown(lab)
-        log(f"lab {lab} is down; nothing of it is left")
+    # Under the lock of `up`'s leftover sweep: a lab half taken down here never looks like
+    # a dead leftover to an `up` running at the same moment, which would tear it down too.
+    with sweep_lock():
+        for lab in names:
+            teardown(lab)
+            log(f"lab {lab} is down; nothing of it is left")
 
 
 def recorded_topology(paths: Paths) -> Topology | None:
