@@ -111,6 +111,15 @@ notes:
   - The storage check can prove a disk shared when it is a network disk (for example QEMU's NFS client), or when
     it lies on a shared filesystem as seen from this host (only when O(uri) is local), or when the destination
     knows a storage volume at that path. Otherwise it warns and leaves the decision to libvirt.
+  - A read-only disk (a cdrom image, for instance) is neither copied nor checked by libvirt, so unless it is on
+    shared storage the destination must hold it at the same path. The storage check looks it up in the
+    destination's storage pools (refreshing C(dir), C(fs) and C(netfs) pools first) and refuses when it is missing
+    there or when no pool there covers its directory (then it cannot be verified). Copy it there into a pool's
+    directory, or eject or detach it first; storage copy cannot carry a read-only disk.
+  - With O(tls=true), preflight reads the source's QEMU TLS files (C(ca-cert.pem), C(client-cert.pem),
+    C(client-key.pem) in the directory C(qemu.conf) gives QEMU, C(/etc/pki/qemu) by default) when O(uri) is
+    local. libvirt cannot read the destination's; a migration that fails on a missing one names the host that
+    lacks it.
   - Only one run migrates a given domain at a time on the machine that runs the module (an C(flock) on
     C(/run/lock/virtops-migrate-<hash of the UUID>.lock), released when the process ends however it ends). A
     second run fails at once with C(error.kind) C(in_progress) and touches nothing; in check mode it only warns.
