@@ -275,18 +275,67 @@ def test_hard_timeout(home, observed):
 # What an earlier attempt or another operator left behind
 
 
-@pytest.mark.fault_table(area=MIGRATION, fault="guest left paused on the source by an earlier failed attempt (virsh suspend)",
-                         expected="on_paused_source: resume (the default): resumed on the source, then migrated; "
-                                  "runs on the destination, not paused")
-def test_guest_left_paused_on_source(home, observed):
+def paused_outcome(observed, result: dict, before: lab.DiskMark, host: str) -> None:
+    """The guest is active once, paused, on ``host`` and persistent there only; resumed by the test, it writes on."""
+    where = lab.whereabouts(NAME)
+    active = sorted(name for name, info in where.items() if info["state"] not in ("shutoff", None))
+    assert active == [host], f"{NAME} is active on {active or 'no host'}, expected {host} only: {where}"
+    assert where[host]["state"] == "paused", f"{NAME} is {where[host]['state']} on {host}, expected paused"
+    defined = sorted(name for name, info in where.items() if info["persistent"])
+    assert defined == [host], f"{NAME} is paused on {host} but defined on {defined}"
+    resumed = lab.ssh(host, f"virsh resume {NAME}")
+    assert resumed.returncode == 0, resumed.stderr
+    after = lab.assert_disk_intact_and_written(NAME, before)
+    observed(f"{short(message(result))} | paused on {host} only, persistent there; resumed by the test: counter "
+             f"{before.counter} -> {after.counter}, rest of the disk unchanged")
+
+
+def suspend_on_source() -> None:
     suspended = lab.ssh(SOURCE, f"virsh suspend {NAME}")
     assert suspended.returncode == 0, suspended.stderr
-    assert lab.domain(SOURCE, NAME)["state"] == "paused"
+    reason = lab.ssh(SOURCE, f"virsh domstate --reason {NAME}").stdout.strip()
+    assert reason == "paused (user)", reason
+
+
+@pytest.mark.fault_table(area=MIGRATION, fault="guest paused by its user on the source (virsh suspend, reason user)",
+                         expected="never resumed: moved paused (on_paused_source: resume, the default), arrives paused "
+                                  "on the destination, and the result says so")
+def test_guest_paused_by_its_user_moves_paused(home, observed):
+    suspend_on_source()
     result = migrate()
     assert result.get("failed") is not True, result.get("msg")
-    assert result["actions"] == ["resume_source", "migrate"], result["actions"]
-    says(result, "paused on source")
-    assert outcome(observed, result, home) == DEST
+    assert result["actions"] == ["migrate_paused"], result["actions"]
+    says(result, "paused by its user", "arrives paused")
+    assert any("stays paused" in warning for warning in result.get("warnings", [])), result.get("warnings")
+    assert result["placement"]["after"]["destination"]["state"] == "paused"
+    paused_outcome(observed, result, home, DEST)
+
+
+@pytest.mark.fault_table(area=MIGRATION, fault="guest paused by its user, run with on_paused_source: refuse",
+                         expected="refused before anything changes, naming the pause and what to do; stays paused on "
+                                  "the source")
+def test_guest_paused_by_its_user_refused_on_request(home, observed):
+    suspend_on_source()
+    result = migrate(on_paused_source="refuse")
+    assert result.get("failed"), result
+    assert result["error"]["kind"] == "validation"
+    says(result, "paused by its user", "on_paused_source: refuse", "nothing was touched", "resume it yourself")
+    assert lab.domain(DEST, NAME) == lab.ABSENT
+    paused_outcome(observed, result, home, SOURCE)
+
+
+@pytest.mark.fault_table(area=MIGRATION, fault="the source host named twice: run from hv3 with uri naming hv1 and "
+                                               "dest_uri naming hv1 by its address",
+                         expected="refused as the destination being the source host (same host UUID) before the "
+                                  "guest is looked up; never called split brain, no advice to destroy a copy")
+def test_same_host_under_two_names(home, observed):
+    address_uri = f"qemu+tls://{lab.host_address(SOURCE)}/system"
+    result = lab.module(THIRD, "migrate", {"name": NAME, "uri": lab.dest_uri(SOURCE), "dest_uri": address_uri})
+    assert result.get("failed"), result
+    assert result["error"]["kind"] == "validation", result["error"]
+    says(result, "the destination is the source host", "host uuid", "nothing was touched")
+    assert "destroy" not in message(result).lower(), message(result)
+    assert outcome(observed, result, home) == SOURCE
 
 
 def domain_xml(host: str, name: str) -> str:
