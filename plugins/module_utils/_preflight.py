@@ -199,6 +199,40 @@ def _pools_covering(conn: Any, directory: str) -> list[tuple[Any, str, str]]:
     return found
 
 
+def refresh_if_safe(pool: Any, pool_type: str | None) -> bool:
+    """Refresh libvirt's view of a pool whose refresh only lists a directory; True when done."""
+    if pool_type not in REFRESH_SAFE_POOL_TYPES:
+        return False
+    try:
+        pool.refresh(0)
+    except libvirt.libvirtError:
+        return False
+    return True
+
+
+def find_volume_on_host(conn: Any, pool_name: str, volume_name: str) -> tuple[str, str]:
+    """(PRESENT | MISSING | UNVERIFIED, why) for a ``<source pool= volume=>`` disk on the host behind ``conn``."""
+    try:
+        pool = conn.storagePoolLookupByName(pool_name)
+        pool_type = ET.fromstring(pool.XMLDesc(0)).get("type")
+        active = bool(pool.isActive())
+    except libvirt.libvirtError as exc:
+        if libvirt_error_code(exc) == libvirt.VIR_ERR_NO_STORAGE_POOL:
+            return MISSING, f"the destination has no storage pool {pool_name}"
+        return UNVERIFIED, f"the destination's storage pool {pool_name} cannot be read ({libvirt_error_text(exc)})"
+    if not active:
+        return MISSING, f"the destination's storage pool {pool_name} is not active"
+    for first in (True, False):
+        try:
+            pool.storageVolLookupByName(volume_name)
+            return PRESENT, f"the destination has volume {volume_name} in storage pool {pool_name}"
+        except libvirt.libvirtError:
+            if first and not refresh_if_safe(pool, pool_type):
+                return UNVERIFIED, (f"the destination's storage pool {pool_name} has no volume {volume_name} as far "
+                                    "as libvirt knows, and it could not be refreshed")
+    return MISSING, f"the destination has no volume {volume_name} in storage pool {pool_name} (refreshed)"
+
+
 def find_on_host(conn: Any, path: str) -> tuple[str, str]:
     """(PRESENT | MISSING | UNVERIFIED, why) for a file path on the host behind ``conn``.
 
@@ -222,15 +256,7 @@ def find_on_host(conn: Any, path: str) -> tuple[str, str]:
     if not covering:
         return UNVERIFIED, (f"no active storage pool on the destination has the directory {directory}, "
                             f"so {path} cannot be verified there")
-    refreshed = []
-    for pool, name, pool_type in covering:
-        if pool_type not in REFRESH_SAFE_POOL_TYPES:
-            continue
-        try:
-            pool.refresh(0)
-        except libvirt.libvirtError:
-            continue
-        refreshed.append(name)
+    refreshed = [name for pool, name, pool_type in covering if refresh_if_safe(pool, pool_type)]
     if not refreshed:
         names = ", ".join(name for _pool, name, _type in covering)
         return UNVERIFIED, f"the destination's storage pool {names} could not be refreshed to look for {path}"
@@ -245,7 +271,7 @@ def _sharing(disk: DiskSpec, dconn: Any, fs_type_of: Callable[[str], str | None]
     if disk.disk_type == "network":
         return SHARED, "network disk (protocol %s)" % (disk.protocol or "?")
     path = disk.source or ""
-    fs_type = fs_type_of(path) if fs_type_of is not None else None
+    fs_type = fs_type_of(path) if fs_type_of is not None and path.startswith("/") else None
     if fs_type in SHARED_FS_TYPES:
         return SHARED, f"{path} is on a {fs_type} filesystem"
     pool_type = _pool_type_of_volume(dconn, path) if path.startswith("/") else None
@@ -267,10 +293,14 @@ def classify_disk(disk: DiskSpec, dconn: Any, fs_type_of: Callable[[str], str | 
     sharing, reason = _sharing(disk, dconn, fs_type_of)
     verdict = DiskVerdict(disk.target, sharing, reason, **attributes)
     if verdict.must_exist_on_dest:
-        if (disk.source or "").startswith("/"):
-            verdict.on_dest, verdict.on_dest_reason = find_on_host(dconn, disk.source or "")
+        source = disk.source or ""
+        if disk.disk_type == "volume" and "/" in source:
+            pool_name, volume_name = source.split("/", 1)
+            verdict.on_dest, verdict.on_dest_reason = find_volume_on_host(dconn, pool_name, volume_name)
+        elif source.startswith("/"):
+            verdict.on_dest, verdict.on_dest_reason = find_on_host(dconn, source)
         else:
-            verdict.on_dest, verdict.on_dest_reason = UNVERIFIED, f"{disk.source} cannot be looked up by path"
+            verdict.on_dest, verdict.on_dest_reason = UNVERIFIED, f"{source} cannot be looked up on the destination"
     return verdict
 
 

@@ -155,6 +155,7 @@ VIR_ERR_MIGRATE_UNSAFE = 81
 VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_NO_INTERFACE = 57
 VIR_ERR_NO_NETWORK = 43
+VIR_ERR_NO_STORAGE_POOL = 49
 VIR_ERR_NO_STORAGE_VOL = 50
 VIR_ERR_NO_SUPPORT = 3
 VIR_ERR_OPERATION_ABORTED = 78
@@ -605,6 +606,13 @@ class FakePool:
         target = f"<target><path>{self.target}</path></target>" if self.target else ""
         return f"<pool type='{self.pool_type}'><name>{self._name}</name>{target}</pool>"
 
+    def storageVolLookupByName(self, name: str) -> FakeVolume:
+        for path in self.known:
+            if path.rsplit("/", 1)[-1] == name:
+                return FakeVolume(path, self.pool_type, self)
+        raise libvirtError(f"Storage volume not found: no storage vol with matching name '{name}'",
+                           VIR_ERR_NO_STORAGE_VOL)
+
     def refresh(self, flags: int = 0) -> int:
         if self.host is not None:
             self.host.world.record(self.host, "storagePoolRefresh", self._name)
@@ -714,6 +722,12 @@ class FakeConnection:
                 return FakeVolume(path, pool.pool_type, pool)
         raise libvirtError(f"Storage volume not found: no storage vol with matching path '{path}'",
                            VIR_ERR_NO_STORAGE_VOL)
+
+    def storagePoolLookupByName(self, name: str) -> FakePool:
+        if name not in self.host.pools:
+            raise libvirtError(f"Storage pool not found: no storage pool with matching name '{name}'",
+                               VIR_ERR_NO_STORAGE_POOL)
+        return self.host.pools[name]
 
     def listAllStoragePools(self, flags: int = 0) -> list[FakePool]:
         if self.host.pools_error is not None:

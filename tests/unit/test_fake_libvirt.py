@@ -23,8 +23,11 @@ def test_fake_migration_methods_exist_in_real_bindings(real_libvirt):
                    "migrateStartPostCopy", "undefineFlags", "XMLDesc", "state", "info"):
         assert hasattr(real_libvirt.virDomain, method), method
     for method in ("compareHypervisorCPU", "getMemoryStats", "getCapabilities", "lookupByUUIDString",
-                   "networkLookupByName", "interfaceLookupByName", "storageVolLookupByPath", "defineXML"):
+                   "networkLookupByName", "interfaceLookupByName", "storageVolLookupByPath", "defineXML",
+                   "listAllStoragePools", "storagePoolLookupByName"):
         assert hasattr(real_libvirt.virConnect, method), method
+    for method in ("refresh", "isActive", "name", "XMLDesc", "storageVolLookupByName"):
+        assert hasattr(real_libvirt.virStoragePool, method), method
 
 
 # ---------------------------------------------------------------------------

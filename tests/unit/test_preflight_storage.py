@@ -251,3 +251,29 @@ def test_run_migrates_when_the_destination_has_the_read_only_disk(world, check_m
     storage = next(check for check in result["preflight"] if check["name"] == "storage")
     assert storage["status"] == PASSED
     assert (UUID in dest(world).domains) is not check_mode
+
+
+# ---------------------------------------------------------------------------
+# A read-only disk given as <source pool= volume=>: looked up by pool and volume name
+
+
+def pool_volume_cdrom():
+    return cdrom(disk_type="volume", source="isos/tools.iso")
+
+
+@pytest.mark.parametrize("setup,on_dest,needle", [
+    (lambda host: lv.add_pool(host, "isos", "dir", "/srv/isos", ("/srv/isos/tools.iso",)), PRESENT,
+     "volume tools.iso in storage pool isos"),
+    (lambda host: lv.add_pool(host, "isos", "dir", "/srv/isos").files.add("/srv/isos/tools.iso"), PRESENT,
+     "volume tools.iso in storage pool isos"),
+    (lambda host: lv.add_pool(host, "isos", "dir", "/srv/isos"), MISSING, "(refreshed)"),
+    (lambda host: None, MISSING, "the destination has no storage pool isos"),
+    (lambda host: lv.add_pool(host, "isos", "dir", "/srv/isos", ("/srv/isos/tools.iso",), active=False), MISSING,
+     "not active"),
+    (lambda host: lv.add_pool(host, "isos", "rbd", "isos"), UNVERIFIED, "could not be refreshed"),
+])
+def test_read_only_pool_volume_disk(world, setup, on_dest, needle):
+    setup(dest(world))
+    verdict = classify_disk(pool_volume_cdrom(), lv.FakeConnection(dest(world)), LOCAL_FS.get)
+    assert verdict.sharing == UNKNOWN  # "isos/tools.iso" is no path of this host: no mount table verdict
+    assert (verdict.on_dest, needle in verdict.on_dest_reason) == (on_dest, True), verdict.on_dest_reason
