@@ -314,8 +314,10 @@ recovery:
   sample: [destroyed the half-made domain on the destination]
 unreachable:
   description:
-    - The sides (V(source), V(destination)) whose connection was lost during a failed migration and could not
-      be reopened, so their state is unknown; empty when both were checked.
+    - The sides (V(source), V(destination)) that could not be checked after a failed migration, because their
+      connection was lost and could not be reopened, or because they did not answer within the recovery's
+      deadlines (see O(timeout)). Their state is unknown (C(state=unknown) in RV(placement)) and nothing was
+      changed there; empty when both were checked.
   returned: on migration failure
   type: list
   elements: str
@@ -331,6 +333,8 @@ placement:
     - Where the domain is, before and after (in check mode, the predicted after).
     - Each side holds C(present), C(state) (V(running), V(paused), V(shutoff), V(other) or null) and
       C(persistent).
+    - On a migration failure, a side that could not be checked (see RV(unreachable)) has C(state=unknown),
+      and C(present) and C(persistent) null.
   returned: success, and on migration failure (C(after) side only, as RV(placement))
   type: dict
   sample:

@@ -458,3 +458,19 @@ def test_a_side_not_checked_is_unknown_in_the_placement_never_absent():
     assert after == {"source": running, "destination": {"present": None, "state": "unknown", "persistent": None}}
     assert placement_as_checked({"source": running, "destination": absent}, []) == {"source": running,
                                                                                       "destination": absent}
+
+
+def test_the_timeout_option_documents_the_grace_and_its_parts():
+    from ansible_collections.virtops.migration.plugins.doc_fragments._migration_tuning import (
+        ModuleDocFragment,
+    )
+
+    text = " ".join(ModuleDocFragment.DOCUMENTATION.split())
+    assert f"within a grace of {HARD_TIMEOUT_GRACE_SECONDS:g} seconds after the limit" in text
+    assert f"up to {MIGRATE_CALL_GRACE_SECONDS:g} seconds for the migrate call" in text
+    assert f"{RECOVERY_SECONDS:g} seconds to check both hosts" in text
+    assert f"at most {_monitor.SIDE_CALL_SECONDS:g} seconds" in text
+    assert f"{_monitor.CLOSE_SECONDS:g} seconds to close" in text
+    silence = KEEPALIVE_INTERVAL_SECONDS * (KEEPALIVE_COUNT + 1)
+    assert f"a probe every {KEEPALIVE_INTERVAL_SECONDS} seconds, the peer dropped after {silence} seconds" in text
+    assert f"gives up after {_connection.CONNECT_TIMEOUT_SECONDS:g} seconds" in text
