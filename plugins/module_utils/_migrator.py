@@ -667,7 +667,9 @@ class Migrator:
         source, dest = self.refresh_source(), self.refresh_dest()
         unchecked = sorted(self.unreachable)
         after = placement_as_checked(placement(Observed(source, dest)), unchecked)
-        runs_on = [side for side, info in (("source", source), ("destination", dest)) if info and info.active]
+        incoming = dest is not None and dest.state == PAUSED and dest.reason == "migration"
+        runs_on = [side for side, info in (("source", source), ("destination", dest))
+                   if info and info.active and not (side == "destination" and incoming)]
         message = "migration failed"
         if outcome.aborted:
             message += f" (aborted by the convergence policy: {outcome.abort_reason})"
@@ -676,6 +678,8 @@ class Migrator:
         message += "; the domain now runs on: %s" % (", ".join(runs_on) or ("NO HOST" if not unchecked else "unknown"))
         if unchecked:
             message += " (the {} could not be checked)".format(" and ".join(unchecked))
+        if incoming:
+            message += "; the destination holds a copy paused by the migration"
         if self.state.recovery:
             message += "; recovery: {}".format("; ".join(self.state.recovery))
         hint = next_step_after_failure(runs_on, unchecked, self.request.uri, self.request.dest_uri)

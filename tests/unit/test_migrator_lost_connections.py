@@ -137,3 +137,32 @@ def test_a_side_that_cannot_be_reached_again_is_reported_unchecked(world):
     assert "could not reopen it" in text
     assert "inspect both hosts" in text
     assert raised.value.details["unreachable"] == ["destination"]
+
+
+def test_a_copy_paused_by_the_migration_on_the_destination_is_not_where_the_domain_runs(world):
+    """The source's libvirtd restarts and does not answer in time; the destination still holds its incoming copy."""
+    dom = world.hosts[SRC].add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB_KIB * 512)] * 2, outcome="fail_leave_dest",
+                                    error_text="End of file while reading data: Input/output error")
+    connections = Connections()
+    migrator = make(world, connections)
+    real_migrate_live = migrator.migrate_live
+
+    def migrate_then_lose_source() -> None:
+        original = dom.migrateToURI3
+
+        def call(*args):
+            try:
+                return original(*args)
+            finally:
+                migrator.source_conn = DeadConnection()
+                connections.refuse.add(SRC)
+        dom.migrateToURI3 = call
+        real_migrate_live()
+    migrator.migrate_live = migrate_then_lose_source
+    with pytest.raises(MigrationFailed) as raised:
+        migrator.run()
+    text = str(raised.value)
+    assert world.hosts[DEST].domains[dom.UUIDString()].state() == [lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_MIGRATION]
+    assert "the domain now runs on: unknown (the source could not be checked)" in text, text
+    assert "a copy paused by the migration" in text, text
