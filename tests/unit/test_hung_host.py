@@ -474,3 +474,32 @@ def test_the_timeout_option_documents_the_grace_and_its_parts():
     silence = KEEPALIVE_INTERVAL_SECONDS * (KEEPALIVE_COUNT + 1)
     assert f"a probe every {KEEPALIVE_INTERVAL_SECONDS} seconds, the peer dropped after {silence} seconds" in text
     assert f"gives up after {_connection.CONNECT_TIMEOUT_SECONDS:g} seconds" in text
+
+
+def test_an_evacuation_whose_destination_hangs_mid_migration_ends_within_the_grace(world, asleep, quick, monkeypatch):
+    """evacuate runs each migration through the same code: a hung destination fails that guest, in bounded time."""
+    from ansible_collections.virtops.migration.plugins.module_utils._evacuation import (
+        Evacuation,
+        EvacuationOptions,
+    )
+
+    dom = never_converging(world)
+    world.hosts[DEST].memory_stats = {"total": 8388608, "free": 6 * 1048576, "buffers": 0, "cached": 0}
+    options = EvacuationOptions.from_params({
+        "uri": SRC, "destinations": [{"name": "hv2", "uri": DEST}], "memory_reserve_mib": 0, "timeout": 5,
+        "convergence": {"downtime_steps": 0}})
+
+    def make_migrator(request, check):
+        migrator = Migrator(request, check_mode=check, clock=world.clock, wait=world.wait,
+                            fs_type_of=lambda path: None, resolves_locally=lambda host: False)
+        hang_destination_mid_migration(world, migrator, dom, asleep, monkeypatch)
+        return migrator
+    evacuation = Evacuation(options, make_migrator=make_migrator, resolves_locally=lambda host: False)
+    start = time.monotonic()
+    result = evacuation.run()
+    assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _migrator.RECOVERY_SECONDS + SLACK
+    (row,) = result["vms"]
+    assert row["result"] == "failed", row
+    assert row["details"]["unreachable"] == ["destination"]
+    assert "runs on: source (the destination could not be checked)" in row["message"]
+    assert world.hosts[SRC].domains[dom.UUIDString()].state()[0] == lv.VIR_DOMAIN_RUNNING
