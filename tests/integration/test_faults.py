@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from datetime import datetime
 
 import migrate_support as lab
 import pytest
@@ -232,7 +233,9 @@ def test_source_libvirt_restarted_during(home, observed):
     finally:
         result = finish(proc)
     assert result.get("failed"), result
-    says(result, "migrat", "libvirt said")
+    says(result, "migration failed", "runs on: source", "libvirt said")
+    names_the_lost_connection = ("the connection was lost", "lost the connection to the source")
+    assert any(words in message(result).lower() for words in names_the_lost_connection), message(result)
     host = outcome(observed, result, home)
     assert host == SOURCE
 
@@ -424,6 +427,27 @@ def test_two_runs_at_once(home, observed):
 # ---------------------------------------------------------------------------
 # Evacuation: a destination dies while hv1 is being emptied
 
+# A migration the module started in the moment it learned of a failure is not a new one.
+FAILURE_NOTICE_SECONDS = 10
+QEMU_LOGS = "/var/log/libvirt/qemu"
+
+
+def incoming_starts(names: list[str], since: float) -> list[tuple[float, str, str]]:
+    """(time, host, guest) of every QEMU libvirt started for ``names`` on hv2 and hv3 since ``since``.
+
+    On a destination a guest's QEMU is started only to receive a migration: each is a migration's start.
+    """
+    found = []
+    logs = " ".join(f"{QEMU_LOGS}/{name}.log" for name in names)
+    for host in (DEST, THIRD):
+        for line in lab.ssh(host, f"grep -H ': starting up' {logs} 2>/dev/null").stdout.splitlines():
+            path, _colon, rest = line.partition(":")
+            when = datetime.strptime(rest.split(": starting up", 1)[0], "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
+            if when >= since:
+                found.append((when, host, path.rsplit("/", 1)[-1].removesuffix(".log")))
+    return sorted(found)
+
+
 def evac_guests_named(prefix: str) -> list[dict]:
     return [{"name": f"{prefix}-{index}", "host": SOURCE, "kind": "linux", "memory_mib": 128, "counter": True}
             for index in range(4)]
@@ -462,12 +486,17 @@ def evacuate_cmd(on_failure: str) -> subprocess.Popen:
                                   "say which")
 def test_destination_dies_mid_evacuation(evac_guests, observed, units, on_failure):
     names = sorted(evac_guests)
+    since = time.time()
     proc = evacuate_cmd(on_failure)
     try:
-        def a_guest_migrates_to_third() -> bool:
-            return any(lab.job_running(SOURCE, name) and lab.domain(THIRD, name)["present"] for name in names)
-        lab.wait_for(a_guest_migrates_to_third, timeout=120, what="a migration into hv3")
+        def the_guest_migrating_to_third() -> str | None:
+            return next((name for name in names
+                         if lab.job_running(SOURCE, name) and lab.domain(THIRD, name)["present"]), None)
+        doomed = lab.wait_for(the_guest_migrating_to_third, timeout=120, what="a migration into hv3")
         lab.kill_libvirt(THIRD, keep_down=True)
+        lab.wait_for(lambda: lab.job_running(SOURCE, doomed) is None, timeout=120,
+                     what=f"the source to give up {doomed}'s migration")
+        failed_at = time.time()
     finally:
         result = lab.finish_module(proc, SOURCE, timeout=600)
     report = json.loads(lab.ssh(SOURCE, "cat /tmp/ft-evacuate-report.json").stdout)
@@ -496,8 +525,14 @@ def test_destination_dies_mid_evacuation(evac_guests, observed, units, on_failur
         else:
             assert placed == SOURCE, (name, results[name], placed)
     if on_failure == "stop":
-        assert "not_started" in results.values() or len(failed) + list(results.values()).count("migrated") == len(names)
         assert all(res in ("migrated", "failed", "not_started") for res in results.values()), results
+        not_started = sorted(name for name, res in results.items() if res == "not_started")
+        assert not_started, f"every guest was started although hv3 died during the first two migrations: {results}"
+        starts = incoming_starts(names, since)
+        late = [start for start in starts if start[0] > failed_at + FAILURE_NOTICE_SECONDS]
+        assert not late, f"migrations started after {doomed}'s failure at {failed_at:.0f}: {late}"
+        touched = sorted({name for _when, _host, name in starts} & set(not_started))
+        assert not touched, f"guests reported not_started were started on a destination: {touched} ({starts})"
     else:
         assert "not_started" not in results.values(), results
     observed(f"{short(result['msg'], 300)} | results: "

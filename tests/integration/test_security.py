@@ -373,6 +373,8 @@ def test_socket_modes(lab_ready, observed):
 
 
 UNLISTED_ADDRESS_OFFSET = 200  # .200 in the lab subnet: no lab host has it
+TIMED_OUT = 124  # timeout(1)'s exit status
+NFS4_REFUSAL = re.compile(r"NFS4ERR_(NOENT|ACCESS|PERM|WRONGSEC)")
 
 
 @pytest.mark.fault_table(area="defaults", fault="NFS export reached from an address not in its clients list "
@@ -387,6 +389,8 @@ def test_nfs_export_refuses_an_unlisted_address(lab_ready, observed):
     export = f"nfs://{server}{lab.NFS_EXPORT}"
     listed = lab.ssh(SPARE, f"nfs-ls {export}")
     assert listed.returncode == 0, f"control case: {listed.stderr}"
+    listed_v4 = lab.ssh(SPARE, f"timeout 60 nfs-ls '{export}?version=4'")
+    assert listed_v4.returncode == 0, f"control case (NFSv4): {listed_v4.stderr}"
     setup = lab.ssh(SPARE, f"set -e; ip addr add {unlisted}/32 dev {dev}; ip route add {server}/32 dev {dev} src {unlisted}")
     try:
         assert setup.returncode == 0, setup.stderr
@@ -398,7 +402,9 @@ def test_nfs_export_refuses_an_unlisted_address(lab_ready, observed):
         lab.ssh(SPARE, f"ip route del {server}/32 dev {dev} src {unlisted}; ip addr del {unlisted}/32 dev {dev}")
     assert f"src {unlisted}" not in lab.ssh(SPARE, f"ip -o route get {server}").stdout
     assert v3.returncode != 0 and "MNT3ERR_ACCES" in v3.stderr, (v3.returncode, v3.stdout, v3.stderr)
-    assert v4.returncode != 0, (v4.stdout, v4.stderr)
+    # nfs-ganesha leaves the export out of an unlisted client's NFSv4 pseudo filesystem (NFS4ERR_NOENT,
+    # while the listed address lists it: the control above) or denies it; a timeout (124) is no refusal.
+    assert v4.returncode not in (0, TIMED_OUT) and NFS4_REFUSAL.search(v4.stderr), (v4.returncode, v4.stdout, v4.stderr)
     observed(f"from {unlisted}: NFSv3 '{short(v3.stderr.strip().splitlines()[-1], 120)}', NFSv4 refused "
              f"('{short((v4.stderr.strip().splitlines() or ['-'])[-1], 120)}'); from {address} (listed): served")
 
@@ -501,8 +507,9 @@ def test_tcp_with_sasl_refuses_unauthenticated_clients(secrets_run, observed):
     anonymous = lab.ssh(DEST, f"{connect} < /dev/null")
     wrong = lab.ssh_input(DEST, connect, b"migrator\nnot-the-password\n")
     right = lab.ssh_input(DEST, connect, f"migrator\n{secrets_run.password}\n".encode())
-    assert anonymous.returncode != 0, anonymous.stdout
-    assert wrong.returncode != 0, wrong.stdout
+    for refused in (anonymous, wrong):  # by SASL itself: a timeout (124) or another failure is no refusal
+        assert refused.returncode not in (0, TIMED_OUT) and "error: authentication failed" in refused.stderr, \
+            (refused.returncode, refused.stdout, refused.stderr)
     assert right.returncode == 0 and fqdn(SPARE) in right.stdout, (right.stdout, right.stderr)
 
     def last(proc) -> str:
