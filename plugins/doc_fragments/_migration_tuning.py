@@ -146,7 +146,7 @@ options:
         libvirt daemon that stopped answering (hung, stopped with SIGSTOP, or cut off). That is up to 15 seconds
         for the migrate call to return after the abort, 25 seconds to check both hosts and clean up (each call to
         a host gets at most 10 seconds), and 5 seconds to close the connections. A host that did not answer in time is
-        listed in RV(unreachable), is never reported as running the domain, and nothing is undone there; the
+        listed in the failure's C(unreachable), is never reported as running the domain, and nothing is undone there; the
         message says where the domain runs and what to check once that host answers again.
       - Every connection uses libvirt keepalive (a probe every 5 seconds, the peer dropped after 15 seconds of
         silence) and opening a connection gives up after 30 seconds, with or without this option. The limit counts
