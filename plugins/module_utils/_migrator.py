@@ -20,6 +20,7 @@ and never undefines the source.
 
 from __future__ import annotations
 
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -61,6 +62,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep imp
     libvirt,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._monitor import (
+    RECONNECT_SECONDS,
     RECOVERY_SECONDS,
     SIDE_CALL_SECONDS,
     MigrateCallAbandoned,
@@ -211,6 +213,7 @@ class Migrator:
         self.dest_conn: Any = None
         self.unreachable: set[str] = set()  # sides not checked after a failure (lost and not reopened, or silent)
         self.recovery_deadline: float | None = None  # set when recovery starts: every call to a side ends by then
+        self.recovery_started = 0.0
         self.domain_lock: RunLock | None = None
 
     # -- helpers ------------------------------------------------------------
@@ -518,34 +521,71 @@ class Migrator:
         close_quietly(getattr(self, attr), within=0)
         setattr(self, attr, None)
 
+    def reconnect_both(self) -> None:
+        """Reopen lost connections to both sides at once: one side's wait does not eat the other's time."""
+        failures: list[BaseException] = []
+
+        def reconnect(role: str) -> None:
+            try:
+                self.reconnect_if_lost(role)
+            except BaseException as exc:  # noqa: BLE001 - raised again below, in this thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=reconnect, args=(role,), name=f"virtops-reconnect-{role}", daemon=True)
+                   for role in ("source", "destination")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()  # each returns within the reconnect window: every call in it has a deadline
+        if failures:
+            raise failures[0]
+
     def reconnect_if_lost(self, role: str) -> None:
-        """Reopen a connection the failure closed (its libvirtd restarted or the link broke)."""
+        """Reopen a connection the failure closed (its libvirtd restarted or the link broke) or that went silent."""
         attr = "source_conn" if role == "source" else "dest_conn"
         conn = getattr(self, attr)
+        window_ends = None if self.recovery_deadline is None else \
+            min(self.recovery_deadline, self.recovery_started + RECONNECT_SECONDS)
+
+        def left() -> float:
+            return float("inf") if window_ends is None else window_ends - self.clock()
 
         def answers() -> bool:
             # isAlive() learns of a closed socket only once a call failed on it
             return bool(conn.isAlive()) and conn.getLibVersion() is not None
 
-        try:
-            if conn is not None and self.ask(role, answers):
-                return
-        except NoAnswer:
-            return
-        except libvirt.libvirtError:
-            pass
-        close_quietly(conn)
+        silent = False
+        if conn is not None:
+            try:
+                if call_within(min(SIDE_CALL_SECONDS, left()), answers) if window_ends is not None else answers():
+                    return
+            except NoAnswer:
+                silent = True  # hung, or a daemon shutting down: a new connection tells
+            except libvirt.libvirtError:
+                pass
+        close_quietly(conn, within=0 if silent else CLOSE_TIMEOUT_SECONDS)
+        setattr(self, attr, None)
         uri = self.request.uri if role == "source" else self.request.dest_uri
+        seconds = left()
+        if seconds <= 0:
+            self.not_checked(role, f"the recovery's {RECOVERY_SECONDS:g}s ran out before it was checked")
+            return
         try:
-            setattr(self, attr, self.ask(role, lambda: self.connect(uri, role, **self.context()), close_quietly))
+            if window_ends is None:
+                reopened = self.connect(uri, role, **self.context())
+            else:
+                reopened = call_within(seconds, lambda: self.connect(uri, role, **self.context()), close_quietly)
         except NoAnswer:
+            self.not_checked(role, "it did not answer within {:g}s: its connection {} and a new one got no answer "
+                                   "(its libvirt daemon is stopped or hung, or the link to it is down)".format(
+                                       seconds, "stopped answering" if silent else "was lost"))
             return
         except MigrationError as error:
-            setattr(self, attr, None)
             self.unreachable.add(role)
             self.state.recovery.append(f"lost the connection to the {role} and could not reopen it "
                                        f"({error.libvirt_error or error.message}): its side was not checked")
             return
+        setattr(self, attr, reopened)
         self.state.recovery.append(f"reconnected to the {role} (the connection was lost during the migration)")
 
     def refresh(self, role: str) -> tuple[Any, DomainInfo | None]:
@@ -643,9 +683,9 @@ class Migrator:
         error = outcome.error
         if not (error is not None):
             raise AssertionError("internal state: expected error is not None")
-        self.recovery_deadline = self.clock() + RECOVERY_SECONDS
-        self.reconnect_if_lost("source")
-        self.reconnect_if_lost("destination")
+        self.recovery_started = self.clock()
+        self.recovery_deadline = self.recovery_started + RECOVERY_SECONDS
+        self.reconnect_both()
         self.refresh_source()
         self.abort_if_running()
         source, dest = self.refresh_source(), self.refresh_dest()

@@ -45,16 +45,21 @@ from ansible_collections.virtops.migration.plugins.module_utils._policy import (
 Waiter = Callable[[threading.Event, float], Any]
 
 # Once the hard timeout has fired (or the policy aborted the job for another reason), the run ends within
-# HARD_TIMEOUT_GRACE_SECONDS whatever a host does, a libvirtd that died or one that stopped answering:
-# - the migrate call has MIGRATE_CALL_GRACE_SECONDS to return after the abort (three keepalive intervals: libvirt
-#   drops a silent peer in 15 s); then it is left behind and the run goes on without it;
-# - recovery (check both sides, clean up, resume) has RECOVERY_SECONDS; one call to a side has at most
-#   SIDE_CALL_SECONDS, after which that side is reported as not checked and never touched again;
+# HARD_TIMEOUT_GRACE_SECONDS whatever a host does, a libvirtd that died or one that stopped answering. The parts
+# follow libvirt's own timers:
+# - the migrate call has MIGRATE_CALL_GRACE_SECONDS to return after the abort: the source's libvirtd drops a silent
+#   destination after 30 s (qemu.conf keepalive_interval 5 x (keepalive_count 5 + 1)) and then ends the call
+#   with its own error; after that the call is left behind and the run goes on without it;
+# - recovery has RECOVERY_SECONDS: first RECONNECT_SECONDS to reopen a lost connection, both sides at once (a
+#   restarted libvirtd answers once it has reconnected to its guests), then the checks, clean-up and resume, one
+#   call to a side at most SIDE_CALL_SECONDS. A side that did not answer in time is reported as not checked and
+#   is never asked nor changed again;
 # - closing the connections has CLOSE_SECONDS.
 # The hard timeout does not apply once post-copy has started (aborting then would lose the guest).
-MIGRATE_CALL_GRACE_SECONDS = 15.0
+MIGRATE_CALL_GRACE_SECONDS = 30.0
+RECONNECT_SECONDS = 30.0
 SIDE_CALL_SECONDS = 10.0
-RECOVERY_SECONDS = 25.0
+RECOVERY_SECONDS = RECONNECT_SECONDS + SIDE_CALL_SECONDS
 CLOSE_SECONDS = 5.0
 HARD_TIMEOUT_GRACE_SECONDS = MIGRATE_CALL_GRACE_SECONDS + RECOVERY_SECONDS + CLOSE_SECONDS
 
