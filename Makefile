@@ -32,11 +32,12 @@ HOST_PACKAGES := systemd-container debootstrap iptables apt-cacher-ng util-linux
                  libvirt-dev libvirt-clients pkg-config gcc openssh-client rsync git
 
 .PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration \
-        molecule lab-up lab-down lab-status bench clean
+        molecule lab-up lab-down lab-status bench clean packaging sanity-core-min docs
 
 help:
 	@echo "make demo        build the lab, bootstrap it with the roles, migrate and evacuate VMs over TLS"
 	@echo "make test        every test: ruff, ansible-lint, ansible-test sanity, unit, lab integration, molecule"
+	@echo "make docs        the collection's documentation site (HTML) in build/docs/html"
 	@echo "make bench       benchmarks on the lab: results (JSON, markdown, PNG plots) in $(BENCH_OUT)"
 	@echo "make lab-up | lab-down | lab-status    the lab of real Debian 12 hosts (LAB_NAME=$(LAB_NAME))"
 
@@ -74,14 +75,26 @@ lab-down: venv
 lab-status: venv
 	$(LAB) status --name $(LAB_NAME)
 
+# The collection as operators get it: this tree's tarball, built and installed into an empty
+# collections path (build/installed/<lab>); the demo and the integration tests use only that,
+# from a directory outside the repository (OPERATOR_DIR), never the checkout.
+INSTALLED    = $(REPO)/build/installed/$(LAB_NAME)
+OPERATOR_DIR ?= /var/tmp/virtops-operator-$(LAB_NAME)
+
 demo: setup
 	$(LAB) up --name $(LAB_NAME)
-	ansible-playbook -i $$($(LAB) inventory --name $(LAB_NAME)) lab/demo.yml
+	collections=$$($(PY) tests/packaging/artifact.py $(INSTALLED)); \
+	inventory=$$($(LAB) inventory --name $(LAB_NAME)); \
+	mkdir -p $(OPERATOR_DIR) && cd $(OPERATOR_DIR) && \
+	env -u ANSIBLE_HOME ANSIBLE_COLLECTIONS_PATH=$$collections \
+	  ansible-playbook -i $$inventory $(REPO)/lab/demo.yml
 
 # ---------------------------------------------------------------- tests
 test: setup
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory packaging
+	$(MAKE) --no-print-directory sanity-core-min
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory molecule
@@ -91,24 +104,74 @@ lint: setup
 	ruff check plugins tests lab
 	ansible-lint --offline --profile production
 	antsibull-changelog lint
+	antsibull-docs lint-collection-docs --plugin-docs $(COLL_LINK)
 
 # ansible-test wants the collection under ansible_collections/<ns>/<name>/ and its
 # pip bootstrap from an unreachable host: copy the tree (a git repository of its own,
 # since ansible-test lists files with git), give it the offline stand-in.
-sanity: setup
-	@rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
-	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(SANITY_TREE)/
-	@cd $(SANITY_TREE) && git init -q && git add -A
+define sanity_tree
+	@rm -rf $(1) && mkdir -p $(1)
+	@git ls-files -z --cached --others --exclude-standard | rsync -a --from0 --files-from=- ./ $(1)/
+	@cd $(1) && git init -q && git add -A
 	@mkdir -p $$HOME/.ansible/test/cache
 	@cp tests/sanity/offline_get_pip.py $$HOME/.ansible/test/cache/get_pip_24_2.py
+endef
+
+sanity: setup
+	$(call sanity_tree,$(SANITY_TREE))
 	cd $(SANITY_TREE) && ansible-test sanity --venv --python 3.11 --color no
+
+# What operators get: every collection the content names declared in galaxy.yml, the
+# tarball holding only what operators use, installed and used from another directory,
+# and what ansible-builder finds in it for an execution environment.
+packaging: setup
+	$(PY) tests/packaging/check_dependencies.py
+	$(PY) tests/packaging/check_tarball.py
+	$(PY) tests/packaging/check_installed.py
+	$(PY) tests/packaging/check_execution_environment.py
+
+# The lowest ansible-core meta/runtime.yml claims, in a venv of its own: the installed
+# tarball's playbooks and docs, and ansible-test sanity, on it.
+CORE_MIN       := 2.18.0
+CORE_MIN_VENV  := $(REPO)/build/venv-core-min
+CORE_MIN_TREE  := $(REPO)/build/sanity-core-min/ansible_collections/virtops/migration
+# What operators run (tests and lab are checked on the venv's ansible-core by `sanity`).
+SHIPPED_CONTENT := plugins/ roles/ playbooks/ meta/
+
+$(CORE_MIN_VENV)/.ansible-core-$(CORE_MIN):
+	rm -rf $(CORE_MIN_VENV) && python3 -m venv $(CORE_MIN_VENV)
+	$(CORE_MIN_VENV)/bin/pip install -q --disable-pip-version-check ansible-core==$(CORE_MIN)
+	touch $@
+
+sanity-core-min: setup $(CORE_MIN_VENV)/.ansible-core-$(CORE_MIN)
+	$(PY) tests/packaging/check_tarball.py > /dev/null
+	$(PY) tests/packaging/check_installed.py --lowest --ansible-bin $(CORE_MIN_VENV)/bin
+	$(call sanity_tree,$(CORE_MIN_TREE))
+	cd $(CORE_MIN_TREE) && PATH=$(CORE_MIN_VENV)/bin:$$PATH ansible-test sanity --venv --python 3.11 --color no \
+	  $(SHIPPED_CONTENT)
+
+# The documentation site, rendered from the collection offline (no intersphinx inventories
+# to download: links into docs.ansible.com stay unresolved, every other warning fails).
+DOCS_SRC := $(REPO)/build/docs-src
+docs: setup
+	rm -rf $(DOCS_SRC) $(REPO)/build/docs && mkdir -p $(DOCS_SRC)
+	antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error \
+	  --dest-dir $(DOCS_SRC) --title "virtops.migration" virtops.migration > /dev/null
+	printf '\n# Offline: no inventories to download.\nintersphinx_mapping = {}\nsuppress_warnings = ["ref.ref"]\n' >> $(DOCS_SRC)/conf.py
+	mkdir -p $(DOCS_SRC)/rst && chmod og-w $(DOCS_SRC)/rst
+	cd $(DOCS_SRC) && antsibull-docs --config-file antsibull-docs.cfg collection --cleanup everything \
+	  --fail-on-error --use-current --squash-hierarchy --dest-dir rst virtops.migration
+	sphinx-build -M html $(DOCS_SRC)/rst $(REPO)/build/docs -c $(DOCS_SRC) -W --keep-going -q
+	@echo "documentation site: $(REPO)/build/docs/html/index.html"
 
 unit: setup
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 # The lab stays up while the tests run and is taken down after them (guests use CPU).
 integration: setup
-	status=0; $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
+	collections=$$($(PY) tests/packaging/artifact.py $(INSTALLED)); \
+	status=0; VIRTOPS_INSTALLED_COLLECTIONS=$$collections VIRTOPS_OPERATOR_DIR=$(OPERATOR_DIR) \
+	  $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
 	$(LAB) down --name $(LAB_NAME); exit $$status
 
 # Every scenario on a lab of its own, MOLECULE_JOBS at a time (logs in build/molecule-logs/).
