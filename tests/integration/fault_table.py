@@ -7,8 +7,7 @@ A test marked ``@pytest.mark.fault_table(area=..., fault=..., expected=...)`` ta
 ``observed`` fixture and calls it with what it saw (the module's message, where the guest
 runs, the disk counter before and after). At the end of the session every marked test that
 ran becomes a row (area, fault, expected, observed, held = the test passed and nothing failed
-in its teardown) of
-``build/fault-results/fault-results.{json,md}``. When the session covered every test file that
+in its teardown) of ``build/fault-results/fault-results.{json,md}``. When the session covered every test file that
 uses the marker and every marked test ran, the markdown is also written to
 docs/fault-injection-results.md, the table the docs link to (a run of one file or one test
 leaves that table alone).
