@@ -142,17 +142,18 @@ options:
       - Hard wall-clock limit in seconds for the migration job. When reached the job is aborted, whatever
         O(convergence.on_timeout) says (except once post-copy has started, when aborting would lose the guest;
         that is recorded in the result's C(policy_actions)). Unset means no hard limit.
-      - The run then returns within a grace of 75 seconds after the limit, whatever a host does, including a
+      - The run then returns within a grace of 85 seconds after the limit, whatever a host does, including a
         libvirt daemon that stopped answering (hung, stopped with SIGSTOP, or cut off). That is up to 30 seconds
         for the migrate call to return after the abort (the source's libvirtd gives up a silent destination after
-        30 seconds by default), 40 seconds to check both hosts and clean up, of which up to 30 seconds to reopen
-        a lost connection (both hosts at once; a restarted libvirt daemon answers once it has reconnected to its
-        guests) and at most 10 seconds for each call after that, and 5 seconds to close the connections. A host
+        30 seconds by default), 50 seconds to check both hosts and clean up, of which up to 40 seconds to reopen
+        a lost connection (both hosts at once; a libvirt daemon restarted during a migration waits 30 seconds for
+        its jobs before the new one starts) and at most 10 seconds for each call after that, and 5 seconds to
+        close the connections. A host
         that did not answer in time is listed in the failure's C(unreachable), is never reported as running the
         domain, and nothing is undone there; the message says where the domain runs and what to check once that
         host answers again.
       - Every connection uses libvirt keepalive (a probe every 5 seconds, the peer dropped after 15 seconds of
-        silence) and opening a connection gives up after 30 seconds, with or without this option. The limit counts
+        silence) and opening a connection gives up after 45 seconds, with or without this option. The limit counts
         from the start of the migration job; connecting and the preflight checks come before it.
     type: int
   preflight_skip:

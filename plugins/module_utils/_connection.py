@@ -369,8 +369,9 @@ def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: flo
 KEEPALIVE_INTERVAL_SECONDS = 5
 KEEPALIVE_COUNT = 2
 # Opening has a deadline of its own: a libvirtd that is stopped still completes the TCP handshake (the kernel
-# accepts for it), then never answers the TLS handshake or the first RPC; keepalive exists only once open.
-CONNECT_TIMEOUT_SECONDS = 30.0
+# accepts for it), then never answers the TLS handshake or the first RPC; keepalive exists only once open. A
+# libvirtd being restarted holds new connections for up to 30 s (it waits for running jobs before it exits).
+CONNECT_TIMEOUT_SECONDS = 45.0
 # Closing sends a last RPC; a peer that does not answer it is left behind after this long.
 CLOSE_TIMEOUT_SECONDS = 2.0
 

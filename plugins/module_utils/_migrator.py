@@ -507,7 +507,7 @@ class Migrator:
         try:
             return call_within(seconds, call, discard)
         except NoAnswer:
-            self.not_checked(role, f"it did not answer within {seconds:g}s (its libvirt daemon is stopped or "
+            self.not_checked(role, f"it did not answer within {seconds:.3g}s (its libvirt daemon is stopped or "
                                    "hung, or the link to it is down)")
             raise
 
@@ -576,7 +576,7 @@ class Migrator:
             else:
                 reopened = call_within(seconds, lambda: self.connect(uri, role, **self.context()), close_quietly)
         except NoAnswer:
-            self.not_checked(role, "it did not answer within {:g}s: its connection {} and a new one got no answer "
+            self.not_checked(role, "it did not answer within {:.3g}s: its connection {} and a new one got no answer "
                                    "(its libvirt daemon is stopped or hung, or the link to it is down)".format(
                                        seconds, "stopped answering" if silent else "was lost"))
             return

@@ -51,13 +51,14 @@ Waiter = Callable[[threading.Event, float], Any]
 #   destination after 30 s (qemu.conf keepalive_interval 5 x (keepalive_count 5 + 1)) and then ends the call
 #   with its own error; after that the call is left behind and the run goes on without it;
 # - recovery has RECOVERY_SECONDS: first RECONNECT_SECONDS to reopen a lost connection, both sides at once (a
-#   restarted libvirtd answers once it has reconnected to its guests), then the checks, clean-up and resume, one
+#   libvirtd stopped or restarted during a migration waits 30 s for its jobs before it exits, then the new one
+#   starts and reconnects to its guests), then the checks, clean-up and resume, one
 #   call to a side at most SIDE_CALL_SECONDS. A side that did not answer in time is reported as not checked and
 #   is never asked nor changed again;
 # - closing the connections has CLOSE_SECONDS.
 # The hard timeout does not apply once post-copy has started (aborting then would lose the guest).
 MIGRATE_CALL_GRACE_SECONDS = 30.0
-RECONNECT_SECONDS = 30.0
+RECONNECT_SECONDS = 40.0
 SIDE_CALL_SECONDS = 10.0
 RECOVERY_SECONDS = RECONNECT_SECONDS + SIDE_CALL_SECONDS
 CLOSE_SECONDS = 5.0
