@@ -166,7 +166,7 @@ class BenchLab:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
         started = time.monotonic()
         proc = subprocess.run(self.support.module_cmd(host, module, args), capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=timeout, check=False)
+                              env=env, cwd=self.support.OPERATOR_DIR, timeout=timeout, check=False)
         wall = time.monotonic() - started
         results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(host)
         if not results:
@@ -179,7 +179,7 @@ class BenchLab:
         if args:
             command += ["-a", json.dumps(args)]
         started = time.monotonic()
-        proc = subprocess.run(command, capture_output=True, text=True, env=self.support.ansible_env(), cwd=REPO,
+        proc = subprocess.run(command, capture_output=True, text=True, env=self.support.ansible_env(), cwd=self.support.OPERATOR_DIR,
                               timeout=timeout, check=False)
         wall = time.monotonic() - started
         results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(host)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -14,7 +15,45 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAB_CLI = REPO_ROOT / "lab" / "virtops_lab.py"
 STATE_ROOT = Path(os.environ.get("VIRTOPS_LAB_STATE", "/var/lib/virtops-lab"))
-COLLECTIONS_ROOT = REPO_ROOT / "build" / "collections"
+LAB_NAME = os.environ.get("VIRTOPS_LAB_NAME", "vtl")
+VENV_BIN = Path(sys.executable).parent
+# Where the integration tests run Ansible from, as an operator would: a directory outside the
+# repository (no ansible.cfg, no playbook-adjacent collections of the checkout).
+OPERATOR_DIR = Path(os.environ.get("VIRTOPS_OPERATOR_DIR", f"/var/tmp/virtops-operator-{LAB_NAME}"))
+sys.path.insert(0, str(REPO_ROOT / "tests" / "packaging"))
+import artifact  # tests/packaging/artifact.py, put on the path just above
+
+
+@functools.cache
+def installed_collections() -> str:
+    """ANSIBLE_COLLECTIONS_PATH of the collection as operators get it: the tarball of this tree, installed.
+
+    The Makefile builds and installs it once for all suites and passes the path in
+    VIRTOPS_INSTALLED_COLLECTIONS; a run of pytest on its own builds and installs it here, once.
+    The dependencies (community.*, ansible.posix) come from the venv's ``ansible`` package.
+    """
+    given = os.environ.get("VIRTOPS_INSTALLED_COLLECTIONS")
+    if given:
+        return given
+    return str(artifact.build_and_install(REPO_ROOT / "build" / "installed" / LAB_NAME))
+
+
+def ansible_env(inventory: Path) -> dict[str, str]:
+    """The environment of every ansible command the tests run: the installed collection, this inventory."""
+    OPERATOR_DIR.mkdir(parents=True, exist_ok=True)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=installed_collections(),
+        ANSIBLE_INVENTORY=str(inventory),
+        ANSIBLE_HOME=str(OPERATOR_DIR / ".ansible"),
+        ANSIBLE_FORCE_COLOR="false",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_DEPRECATION_WARNINGS="false",
+        ANSIBLE_HOST_KEY_CHECKING="true",
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return env
 
 
 def lab_command(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -59,22 +98,14 @@ class Lab:
         return result
 
     def ansible_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS_ROOT),
-            ANSIBLE_INVENTORY=str(self.inventory),
-            ANSIBLE_FORCE_COLOR="false",
-            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-            ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-            PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-        )
-        return env
+        return ansible_env(self.inventory)
 
     def ansible_adhoc(self, pattern: str, module: str, args: str = "") -> dict:
         """Run an ad-hoc module; return the json callback's per-host results of its one task."""
-        command = [str(Path(sys.executable).parent / "ansible"), pattern, "-m", module]
+        command = [str(VENV_BIN / "ansible"), pattern, "-m", module]
         if args:
             command += ["-a", args]
-        result = subprocess.run(command, check=False, text=True, capture_output=True, env=self.ansible_env(), timeout=600)
+        result = subprocess.run(command, check=False, text=True, capture_output=True, env=self.ansible_env(),
+                                cwd=OPERATOR_DIR, timeout=600)
         report = json.loads(result.stdout)
         return report["plays"][0]["tasks"][0]["hosts"]

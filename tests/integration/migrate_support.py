@@ -10,32 +10,25 @@ The lab is the one named by VIRTOPS_LAB_NAME (default ``vtl``); it must be up an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import labtools
 import yaml
+from labtools import LAB_NAME, OPERATOR_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-LAB_NAME = os.environ.get("VIRTOPS_LAB_NAME", "vtl")
 LAB_STATE = Path("/var/lib/virtops-lab") / LAB_NAME
 INVENTORY = LAB_STATE / "inventory"
 
 
 def ansible_env() -> dict[str, str]:
-    env = dict(os.environ)
-    venv_bin = str(REPO / ".venv" / "bin")
-    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
-    env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / "build" / "collections"))
-    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
-    env["ANSIBLE_DEPRECATION_WARNINGS"] = "false"
-    env["ANSIBLE_HOST_KEY_CHECKING"] = "true"
-    return env
+    """The installed collection, this lab's inventory, the json callback (labtools.ansible_env)."""
+    return labtools.ansible_env(INVENTORY)
 
 
 @dataclass
@@ -82,7 +75,7 @@ def playbook(path: Path | str, extra_vars: dict[str, Any] | None = None, check: 
         cmd += ["-e", json.dumps(extra_vars)]
     if check:
         cmd.append("--check")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=timeout,
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=OPERATOR_DIR, timeout=timeout,
                           check=False)
     return Run(proc.returncode, _parse(proc.stdout), proc.stderr)
 
@@ -98,14 +91,14 @@ def module(host: str, module_name: str, args: dict[str, Any], check: bool = Fals
            timeout: float = 600) -> dict[str, Any]:
     """Run a collection module on a lab host; the result dict (``failed`` set on failure)."""
     proc = subprocess.run(module_cmd(host, module_name, args, check), capture_output=True, text=True,
-                          env=ansible_env(), cwd=REPO, timeout=timeout, check=False)
+                          env=ansible_env(), cwd=OPERATOR_DIR, timeout=timeout, check=False)
     return Run(proc.returncode, _parse(proc.stdout), proc.stderr).results(host)[-1]
 
 
 def start_module(host: str, module_name: str, args: dict[str, Any]) -> subprocess.Popen:
     """Start a module run in the background (for a migration to steer while it runs)."""
     return subprocess.Popen(module_cmd(host, module_name, args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ansible_env(), cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, env=ansible_env(), cwd=OPERATOR_DIR)
 
 
 def finish_module(proc: subprocess.Popen, host: str, timeout: float = 300) -> dict[str, Any]:
@@ -206,13 +199,13 @@ def playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None,
                   timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a playbook with the default callback; the text an operator would read."""
     return subprocess.run(playbook_text_cmd(path, extra_vars), capture_output=True, text=True, env=text_env(),
-                          cwd=REPO, timeout=timeout, check=False)
+                          cwd=OPERATOR_DIR, timeout=timeout, check=False)
 
 
 def start_playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None) -> subprocess.Popen:
     """Start a playbook in its own process group (so the whole run can be killed)."""
     return subprocess.Popen(playbook_text_cmd(path, extra_vars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=text_env(), cwd=REPO, start_new_session=True)
+                            text=True, env=text_env(), cwd=OPERATOR_DIR, start_new_session=True)
 
 
 # ---------------------------------------------------------------------------

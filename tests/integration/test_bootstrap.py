@@ -119,7 +119,7 @@ def bootstrap(lab: Lab, variables: Path, check: bool = False, timeout: float = 1
     if check:
         cmd.append("--check")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=migrate_support.ansible_env(),
-                          cwd=migrate_support.REPO, timeout=timeout, check=False)
+                          cwd=migrate_support.OPERATOR_DIR, timeout=timeout, check=False)
     return migrate_support.Run(proc.returncode, migrate_support._parse(proc.stdout), proc.stderr)
 
 

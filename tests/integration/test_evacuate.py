@@ -21,7 +21,7 @@ import pytest
 SOURCE = "hv1"
 DESTS = ("hv2", "hv3")
 HYPERVISORS = (SOURCE, *DESTS)
-EVACUATE_PLAYBOOK = lab.REPO / "playbooks" / "evacuate.yml"
+EVACUATE_PLAYBOOK = "virtops.migration.evacuate"
 PROGRESS_PATH = "/run/virtops/evacuate-progress.json"
 MAINTENANCE_MARK = "/etc/virtops/maintenance"
 DESTINATIONS = [{"name": host, "uri": lab.dest_uri(host)} for host in DESTS]

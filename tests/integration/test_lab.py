@@ -62,13 +62,13 @@ def test_hosts_reach_each_other_by_name(lab: Lab) -> None:
         "    print(name, socket.gethostbyname(name))\n"
     )
     for host in names:
-        peers = [lab.hosts[p]["virtops_lab_fqdn"] for p in names if p != host] + [p for p in names if p != host]
+        peers = [lab.hosts[p]["virtops_libvirt_fqdn"] for p in names if p != host] + [p for p in names if p != host]
         out = lab.ssh(host, f"python3 -c '{probe}' {' '.join(peers)}").stdout.splitlines()
         resolved = dict(line.split() for line in out)
         for peer in names:
             if peer != host:
                 assert resolved[peer] == lab.hosts[peer]["ansible_host"]
-                assert resolved[lab.hosts[peer]["virtops_lab_fqdn"]] == lab.hosts[peer]["ansible_host"]
+                assert resolved[lab.hosts[peer]["virtops_libvirt_fqdn"]] == lab.hosts[peer]["ansible_host"]
 
 
 def test_up_keeps_a_healthy_lab(lab: Lab) -> None:

@@ -20,7 +20,7 @@ from migrate_support import ABSENT, running
 
 SOURCE, DEST = "hv1", "hv2"
 DEST_URI = lab.dest_uri(DEST)
-MIGRATE_PLAYBOOK = lab.REPO / "playbooks" / "migrate.yml"
+MIGRATE_PLAYBOOK = "virtops.migration.migrate"
 MIGRATE_TASK = "Migrate the VM to "
 
 BOOTSECTOR_GUESTS = [

@@ -47,7 +47,7 @@ TLS_GUEST = {"name": "vs-tls", "host": SOURCE, "kind": "linux", "memory_mib": 12
 BAD_INPUT_GUEST = {"name": "vs-bad", "host": SOURCE}
 SECRETS_GUEST = {"name": "vs-secret", "host": SOURCE}
 APPLY_ROLE = lab.PLAYBOOKS / "apply_role.yml"
-BOOTSTRAP = lab.REPO / "playbooks" / "bootstrap.yml"
+BOOTSTRAP = "virtops.migration.bootstrap"
 
 
 def fqdn(host: str) -> str:
@@ -421,7 +421,7 @@ class SecretsRun:
 
 
 def _verbose(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd + ["-vvv"], capture_output=True, text=True, env=lab.text_env(), cwd=lab.REPO,
+    return subprocess.run(cmd + ["-vvv"], capture_output=True, text=True, env=lab.text_env(), cwd=lab.OPERATOR_DIR,
                           timeout=timeout, check=False)
 
 
