@@ -123,7 +123,7 @@ options:
   on_paused_source:
     description:
       - What to do with a domain found paused on the source and absent from the destination. libvirt's pause
-        reason decides what is this module's to undo. Only a domain paused by a migration (reason C(migration):
+        reason decides what is this module's to undo. Only a domain paused by a migration (reason C(migration), when
         an earlier attempt failed before the source was resumed) may be resumed. A domain paused by its user
         (C(virsh suspend)), by an I/O error or for any other reason is never resumed. It moves paused
         (C(VIR_MIGRATE_PAUSED)) and arrives paused, or is refused.

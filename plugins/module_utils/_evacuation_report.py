@@ -103,11 +103,10 @@ def _note(row: Mapping[str, Any]) -> str | None:
 def paused_note(row: Mapping[str, Any]) -> str:
     """What became of a guest found paused: resumed (a migration had paused it) or moved paused."""
     planned = row.get("result") == "planned"
+    pause = describe_pause(str(row["pause_reason"]))
     if RESUME_SOURCE in str(row.get("action") or ""):
-        return "{}: {} on the source, then migrated".format(describe_pause(str(row["pause_reason"])),
-                                                          "to be resumed" if planned else "resumed")
-    return "{}: {} paused; it stays paused on {}".format(describe_pause(str(row["pause_reason"])),
-                                                         "moves" if planned else "moved", row.get("to") or "?")
+        return "{}: {} on the source, then migrated".format(pause, "to be resumed" if planned else "resumed")
+    return "{}: {} paused; it stays paused on {}".format(pause, "moves" if planned else "moved", row.get("to") or "?")
 
 
 def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:

@@ -382,6 +382,14 @@ def disk_ways_out(verdict: DiskVerdict) -> str:
 # The checks
 
 
+def read_text_or_none(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 @dataclass
 class PreflightContext:
     request: MigrationRequest
@@ -392,7 +400,7 @@ class PreflightContext:
     disk_verdicts: list[DiskVerdict]
     copied_disks: list[str]
     path_exists: Callable[[str], bool] = os.path.exists
-    read_text: Callable[[str], str | None] = field(default=lambda path: read_text_or_none(path))
+    read_text: Callable[[str], str | None] = read_text_or_none
 
 
 def host_uuid_of(conn: Any) -> str | None:
@@ -542,14 +550,6 @@ TLS_FILES_HINT = ("issue {directory} on {host} with the libvirt_pki role (it giv
 CREDENTIALS_TEXT = re.compile(r"Unable to access credentials (\S+?): ([^:;]+)")
 
 
-def read_text_or_none(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
 def qemu_conf_value(text: str, key: str) -> str | None:
     """A string setting of qemu.conf (``key = "value"``), None when it is not set."""
     found = re.search(r'^\s*' + re.escape(key) + r'\s*=\s*"([^"]*)"', text, re.MULTILINE)
@@ -590,9 +590,9 @@ def check_migration_tls(ctx: PreflightContext) -> CheckResult:
                if not ctx.path_exists(os.path.join(directory, name))]
     source = host_label(ctx.source_conn, "source")
     if missing:
+        hint = TLS_FILES_HINT.format(directory=directory, host=source)
         return CheckResult("tls", FAILED, "{} lacks {}, which QEMU there needs for TLS on the migration stream "
-                           "(tls: true): {}".format(source, ", ".join(missing),
-                                                          TLS_FILES_HINT.format(directory=directory, host=source)))
+                           "(tls: true): {}".format(source, ", ".join(missing), hint))
     return CheckResult("tls", PASSED, "{} has {} in {}; {}".format(source, ", ".join(SOURCE_TLS_FILES), directory,
                                                                    destination_note))
 
