@@ -299,7 +299,7 @@ def lab_cgroup(hierarchy: Path, lab: str, host: str | None = None) -> Path:
 def cgroup_pids(path: Path) -> set[int]:
     """The processes in a cgroup tree. Another lab's `down` may remove cgroups while the tree is
     walked: the walk is then done again, so a live lab is never seen with fewer processes."""
-    for _ in range(5):
+    for _attempt in range(5):
         if not path.exists():
             return set()
         try:

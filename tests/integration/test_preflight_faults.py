@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import migrate_support as lab
 import pytest
-from test_faults import (  # noqa: F401 - home, units and vm are fixtures
+from test_faults import (  # noqa: F401 # pylint: disable=unused-import # home, units and vm are fixtures
     DEST,
     MIGRATION,
     SOURCE,

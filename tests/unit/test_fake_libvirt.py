@@ -98,14 +98,14 @@ class Migration:
             self.error = exc
 
     def wait_until_underway(self) -> None:
-        for _ in range(200):
+        for _attempt in range(200):
             if self.dom.job is not None and self.dom.job in self.world.jobs:
                 return
             threading.Event().wait(0.01)
         raise AssertionError("the migration did not start")
 
     def join_and_raise(self) -> None:
-        for _ in range(200):
+        for _attempt in range(200):
             if not self.thread.is_alive():
                 break
             self.world.tick(1)
@@ -135,5 +135,5 @@ def test_abort_in_post_copy_needs_the_post_copy_flag_and_only_pauses(world):
     with pytest.raises(libvirtError, match="failed in post-copy phase"):
         migration.join_and_raise()
     assert dom.state() == [fake_libvirt.VIR_DOMAIN_PAUSED, fake_libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED]
-    assert dest.domains[dom.UUIDString()].state() == [fake_libvirt.VIR_DOMAIN_RUNNING,
-                                                       fake_libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED]
+    expected = [fake_libvirt.VIR_DOMAIN_RUNNING, fake_libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED]
+    assert dest.domains[dom.UUIDString()].state() == expected

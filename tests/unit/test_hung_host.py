@@ -116,7 +116,7 @@ def elapsed(start: float) -> float:
 def test_a_call_that_returns_in_time_gives_its_value_or_its_error():
     assert call_within(1.0, lambda: 42) == 42
     with pytest.raises(lv.libvirtError, match="refused"):
-        call_within(1.0, lambda: (_ for _ in ()).throw(lv.libvirtError("refused")))
+        call_within(1.0, lambda: (item for item in ()).throw(lv.libvirtError("refused")))
 
 
 def test_a_call_that_does_not_return_is_left_behind_after_its_deadline(asleep):
@@ -460,8 +460,8 @@ def test_a_side_not_checked_is_unknown_in_the_placement_never_absent():
     running = {"present": True, "state": "running", "persistent": True}
     after = placement_as_checked({"source": running, "destination": absent}, ["destination"])
     assert after == {"source": running, "destination": {"present": None, "state": "unknown", "persistent": None}}
-    assert placement_as_checked({"source": running, "destination": absent}, []) == {"source": running,
-                                                                                      "destination": absent}
+    unchanged = placement_as_checked({"source": running, "destination": absent}, [])
+    assert unchanged == {"source": running, "destination": absent}
 
 
 def test_the_timeout_option_documents_the_grace_and_its_parts():
