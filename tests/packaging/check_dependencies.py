@@ -5,7 +5,9 @@ tasks, roles, lookup/filter/test plugins in Jinja expressions, module_utils and 
 fragments imported by the plugins) and fails when its collection is not a dependency
 in galaxy.yml. ansible.builtin, ansible.legacy and the collection itself are exempt.
 It also checks that the collections installed with the `ansible` package meet the
-declared version ranges, since those are the versions the tests run against.
+declared version ranges, since those are the versions the tests run against, and that
+no shipped file reads a variable of the lab (``virtops_lab_*``): what only the lab needs
+lives in the lab (lab/inventory/group_vars/virtops_lab.yml).
 
     python tests/packaging/check_dependencies.py [--root DIR]
 """
@@ -39,6 +41,7 @@ JINJA_PLUGIN = re.compile(
 )
 PYTHON_IMPORT = re.compile(rf"\bansible_collections\.(?P<collection>{NAME}\.{NAME})\.")
 ROLE_ACTIONS = {"include_role", "import_role"}
+LAB_VARIABLE = re.compile(r"\bvirtops_lab_[a-z0-9_]+")
 
 
 class _AnyTagLoader(yaml.SafeLoader):
@@ -166,9 +169,20 @@ def main() -> int:
         else:
             print(f"{collection}: declared {spec}, tested {version}")
 
+    problems += [f"{path} reads the lab variable {name}: shipped content must not know about the lab"
+                 for path, name in lab_variables_read(root)]
+
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def lab_variables_read(root: Path) -> Iterator[tuple[str, str]]:
+    """(file, variable) for each lab variable a shipped file names."""
+    for pattern in SHIPPED_YAML + SHIPPED_TEMPLATES + SHIPPED_PYTHON:
+        for path in sorted(root.glob(pattern)):
+            for name in sorted(set(LAB_VARIABLE.findall(path.read_text()))):
+                yield str(path.relative_to(root)), name
 
 
 if __name__ == "__main__":

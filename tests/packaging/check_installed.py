@@ -23,17 +23,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from artifact import ArtifactError, dependencies_path, install
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ("bootstrap", "migrate", "evacuate")
-
-
-def dependencies_path() -> str:
-    """The directory holding the `ansible` package's ansible_collections/."""
-    import ansible_collections
-
-    return str(Path(next(iter(ansible_collections.__path__))).parent)
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -79,10 +73,10 @@ def main() -> int:
         problems.append(f"ansible-core {core} is outside meta/runtime.yml's requires_ansible {claimed}")
     if args.lowest and (floor is None or floor.group(1) != core):
         problems.append(f"meta/runtime.yml claims {claimed}, but the lowest ansible-core tested is {core}")
-    installed = run([str(args.ansible_bin / "ansible-galaxy"), "collection", "install", "--no-deps", "--force",
-                     "-p", str(collections), str(tarball)], elsewhere, env)
-    if installed.returncode != 0:
-        sys.exit(f"ERROR: ansible-galaxy collection install failed:\n{installed.stdout}{installed.stderr}")
+    try:
+        install(tarball, collections, args.ansible_bin, cwd=elsewhere)
+    except ArtifactError as error:
+        sys.exit(f"ERROR: {error}")
     content = collections / "ansible_collections" / "virtops" / "migration"
     playbooks = [f"virtops.migration.{playbook}" for playbook in PLAYBOOKS]
     checked = run([str(args.ansible_bin / "ansible-playbook"), "--syntax-check", "-i", "localhost,", *playbooks],

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+from artifact import ArtifactError, build, source_copy
 
 # What an operator gets: the content, its metadata, its documentation.
 ALLOWED = (
@@ -63,38 +63,6 @@ REQUIRED = (
 )
 
 
-def source_copy(root: Path, dest: Path) -> None:
-    """The files of a fresh clone plus the work not yet committed, without ignored files."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
-    shutil.rmtree(dest, ignore_errors=True)
-    for name in filter(None, listed):
-        source = root / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-
-
-def venv_tool(name: str) -> str:
-    """A command of the virtualenv this script runs in (the Makefile's PATH has it first too)."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else name
-
-
-def build(source: Path, out: Path) -> Path:
-    shutil.rmtree(out, ignore_errors=True)
-    built = subprocess.run(
-        [venv_tool("ansible-galaxy"), "collection", "build", "--force", "--output-path", str(out), str(source)],
-        check=False, capture_output=True, text=True,
-    )
-    if built.returncode != 0:
-        sys.exit(f"ERROR: ansible-galaxy collection build failed:\n{built.stdout}{built.stderr}")
-    (tarball,) = out.glob("*.tar.gz")
-    return tarball
-
-
 def pattern_regex(pattern: str) -> re.Pattern[str]:
     """A glob where * stays within one path component and ** crosses them."""
     parts = (re.escape(part).replace(r"\*", "[^/]*") for part in pattern.split("**"))
@@ -118,7 +86,10 @@ def main() -> int:
     out = args.out or args.root / "build" / "packaging"
     source = out / "source"
     source_copy(args.root, source)
-    tarball = build(source, out / "dist")
+    try:
+        tarball = build(source, out / "dist")
+    except ArtifactError as error:
+        sys.exit(f"ERROR: {error}")
 
     with tarfile.open(tarball) as archive:
         members = sorted(member.name for member in archive.getmembers() if member.isfile())
