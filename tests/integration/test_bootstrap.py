@@ -28,6 +28,7 @@ from typing import Any
 import migrate_support
 import pytest
 from labtools import Lab, lab_command
+from labtools import ansible_env as labtools_env
 
 BOOTSTRAP_LAB = os.environ.get("VIRTOPS_BOOTSTRAP_LAB_NAME", "lbt")
 BOOTSTRAP_SUBNET = os.environ.get("VIRTOPS_BOOTSTRAP_LAB_SUBNET", "10.79.0.0/24")
@@ -195,3 +196,150 @@ def test_bootstrap_with_its_own_ca_directory_passes_its_final_check(fresh_lab, t
     assert default_after == default_before, "the bootstrap touched the default CA directory"
     observed(f"rc 0; hv1's row of the matrix: {matrix}; admin certificate in {ca_dir.name}/admin; "
              f"~/.virtops/pki unchanged")
+
+
+# ---------------------------------------------------------------------------
+# The CA on a controller that keeps nothing between runs (the session's bootstrapped lab)
+
+PKI_FILES = ["/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/servercert.pem", "/etc/pki/libvirt/clientcert.pem",
+             "/etc/pki/libvirt/private/serverkey.pem", "/etc/pki/libvirt/private/clientkey.pem",
+             "/etc/pki/qemu/ca-cert.pem", "/etc/pki/qemu/server-cert.pem", "/etc/pki/qemu/server-key.pem",
+             "/etc/pki/qemu/client-cert.pem", "/etc/pki/qemu/client-key.pem"]
+LIBVIRTD_START = "systemctl show -p MainPID -p ExecMainStartTimestampMonotonic libvirtd.service"
+DEFAULT_CA = Path(os.environ.get("HOME", "/root")) / ".virtops" / "pki" / "ca"
+
+
+def pki_and_libvirtd(lab: Lab) -> dict[str, dict[str, Any]]:
+    """Per hypervisor: the checksums of the certificate tree, its modes and owners, libvirtd's PID and start."""
+    return {host: {"checksums": migrate_support.file_checksums(host, PKI_FILES),
+                   "/etc/pki": host_state(lab, host)["/etc/pki"],
+                   "libvirtd": lab.ssh(host, LIBVIRTD_START).stdout}
+            for host in migrate_support.HYPERVISORS}
+
+
+def changed_on_hosts(transcript: str, role: str) -> list[str]:
+    """Task results reported changed on a host itself (not delegated to the controller) in ``role``'s tasks,
+    read from the default callback's text."""
+    found, task = [], ""
+    for line in transcript.splitlines():
+        if line.startswith("TASK ["):
+            task = line
+        elif line.startswith("changed: [") and " -> " not in line.split("]", 1)[0] and f"{role} : " in task:
+            found.append(f"{task}: {line[:80]}")
+    return found
+
+
+@pytest.mark.fault_table(
+    area="bootstrap", fault="bootstrap from a controller without the cluster's CA (libvirt_pki_ca_dir a new, empty "
+                            "directory, as in an execution environment or on a fresh CI runner) against the "
+                            "bootstrapped lab",
+    expected="refused before any change: the message names the hosts, the CA they trust and the ways out "
+             "(a persistent libvirt_pki_ca_dir, libvirt_pki_ca_certificate/_private_key, libvirt_pki_ca_replace); "
+             "/etc/pki and libvirtd unchanged on every hypervisor; no CA made on the controller")
+def test_bootstrap_without_the_clusters_ca_is_refused_before_any_change(prepared_lab, tmp_path, observed):
+    ca_dir = tmp_path / "fresh-controller-pki"
+    before = pki_and_libvirtd(prepared_lab)
+
+    run = bootstrap(prepared_lab, lab_variables(tmp_path, {"libvirt_pki_ca_dir": str(ca_dir)}), timeout=900)
+
+    after = pki_and_libvirtd(prepared_lab)
+    refusals = {host: r["msg"] for host in migrate_support.HYPERVISORS for r in run.results(host)
+                if r.get("failed") and r["_task"].endswith("Refuse to put a CA other than the one the hypervisors trust in its place")}
+    assert run.rc != 0 and set(refusals) == set(migrate_support.HYPERVISORS), f"not refused: {run.describe()}"
+    message = refusals["hv1"]
+    for words in ("hv1", "hv2", "hv3", "holds no CA", str(ca_dir), "libvirt_pki_ca_dir", "libvirt_pki_ca_certificate",
+                  "libvirt_pki_ca_private_key", "libvirt_pki_ca_replace", "nothing was changed"):
+        assert words in message, f"{words!r} not in {message!r}"
+    assert after == before, {host: (before[host], after[host]) for host in before if before[host] != after[host]}
+    assert not ca_dir.exists(), f"the refused run made {sorted(str(p) for p in ca_dir.rglob('*'))}"
+    observed(f"rc {run.rc}; refused on {sorted(refusals)}: {message[:300]}...; /etc/pki checksums, modes and "
+             f"libvirtd's PID and start unchanged on every hypervisor; no {ca_dir.name} on the controller")
+
+
+@pytest.mark.fault_table(
+    area="bootstrap", fault="libvirt_pki from a fresh controller directory with the cluster's CA certificate and key "
+                            "given as variables from an ansible-vault encrypted file (--vault-password-file), at -vvv",
+    expected="rc 0; no certificate reissued and no task changed on any hypervisor, libvirtd not restarted "
+             "(/etc/pki and libvirtd's PID and start unchanged); no CA file written on the controller; the key "
+             "appears nowhere in the -vvv transcript")
+def test_ca_given_as_vault_variables_reissues_nothing_and_is_never_logged(prepared_lab, tmp_path, observed):
+    key = (DEFAULT_CA / "cakey.pem").read_text()
+    secrets = tmp_path / "ca-vault.yml"
+    secrets.write_text(json.dumps({"libvirt_pki_ca_certificate": (DEFAULT_CA / "cacert.pem").read_text(),
+                                   "libvirt_pki_ca_private_key": key}))
+    password = tmp_path / "vault-password"
+    password.write_text("not-a-real-secret\n")
+    env = migrate_support.text_env()
+    encrypt = subprocess.run(["ansible-vault", "encrypt", "--vault-password-file", str(password), str(secrets)],
+                             capture_output=True, text=True, env=env, cwd=migrate_support.OPERATOR_DIR, check=False)
+    assert encrypt.returncode == 0 and secrets.read_text().startswith("$ANSIBLE_VAULT"), encrypt.stderr
+    ca_dir = tmp_path / "fresh-controller-pki"
+    before = pki_and_libvirtd(prepared_lab)
+
+    cmd = migrate_support.playbook_text_cmd(migrate_support.PLAYBOOKS / "apply_role.yml", {
+        "virtops_test_role": "libvirt_pki", "virtops_test_target": "hypervisors", "libvirt_pki_ca_dir": str(ca_dir)})
+    cmd += ["-e", f"@{secrets}", "--vault-password-file", str(password), "-vvv"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=migrate_support.OPERATOR_DIR,
+                          timeout=900, check=False)
+
+    transcript = proc.stdout + proc.stderr
+    after = pki_and_libvirtd(prepared_lab)
+    assert proc.returncode == 0, transcript[-4000:]
+    assert "ESTABLISH SSH CONNECTION" in transcript, "not a -vvv transcript"
+    key_lines = [line for line in key.splitlines() if line and not line.startswith("-----")]
+    leaked = [line for line in key_lines if line in transcript]
+    assert not leaked, f"{len(leaked)} lines of the CA key in the -vvv transcript"
+    assert changed_on_hosts(transcript, "libvirt_pki") == [], changed_on_hosts(transcript, "libvirt_pki")
+    assert after == before, {host: (before[host], after[host]) for host in before if before[host] != after[host]}
+    written = sorted(str(p.relative_to(ca_dir)) for p in ca_dir.rglob("*"))
+    assert written == ["admin", "admin/cacert.pem", "admin/clientcert.pem", "admin/clientkey.pem"], written
+    observed(f"rc 0; changed on the hypervisors in libvirt_pki: none; /etc/pki and libvirtd unchanged on "
+             f"{', '.join(migrate_support.HYPERVISORS)}; controller directory holds only {written}; "
+             f"0 of the key's {len(key_lines)} lines in the {len(transcript.splitlines())}-line -vvv transcript")
+
+
+# ---------------------------------------------------------------------------
+# What the controller needs for the bootstrap's last check (no lab: the first play runs on localhost)
+
+
+def path_without(tmp_path: Path, program: str, path: str) -> str:
+    """A PATH with every program of ``path`` but ``program`` (symlinks in one directory)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in path.split(os.pathsep):
+        for entry in Path(directory).glob("*") if Path(directory).is_dir() else []:
+            target = bin_dir / entry.name
+            if entry.name != program and not target.exists():
+                target.symlink_to(entry)
+    return str(bin_dir)
+
+
+@pytest.mark.fault_table(
+    area="bootstrap", fault="bootstrap from a controller without virsh (PATH without it); then the same with "
+                            "bootstrap_verify_from_controller=false",
+    expected="the first play fails before any other runs, naming virsh, the packages that bring it (apt "
+             "libvirt-clients, dnf libvirt-client) and bootstrap_verify_from_controller; with false it warns and "
+             "goes on")
+def test_bootstrap_names_what_the_controller_lacks(tmp_path, observed):
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"all": {"children": {"storage": {}, "hypervisors": {}}}}))
+    env = labtools_env(inventory)
+    env["PATH"] = path_without(tmp_path, "virsh", env["PATH"])
+
+    def run(*extra: str) -> migrate_support.Run:
+        proc = subprocess.run(["ansible-playbook", BOOTSTRAP, *extra], capture_output=True, text=True, env=env,
+                              cwd=migrate_support.OPERATOR_DIR, timeout=300, check=False)
+        return migrate_support.Run(proc.returncode, migrate_support._parse(proc.stdout), proc.stderr)
+
+    refused = run()
+    failed = [r for r in refused.results("localhost") if r.get("failed")]
+    assert refused.rc != 0 and len(failed) == 1, refused.describe()
+    message = failed[0]["msg"]
+    for words in ("lacks virsh", "apt install libvirt-clients", "dnf install libvirt-client",
+                  "bootstrap_verify_from_controller=false", "Nothing was changed"):
+        assert words in message, f"{words!r} not in {message!r}"
+    skipped = run("-e", "bootstrap_verify_from_controller=false")
+    warnings = [r["msg"] for r in skipped.results("localhost") if "WARNING" in str(r.get("msg", ""))]
+    assert skipped.rc == 0 and warnings, skipped.describe()
+    observed(f"without virsh: rc {refused.rc}, {failed[0]['_task']}: {message}; "
+             f"with bootstrap_verify_from_controller=false: rc 0, {warnings[0]}")
