@@ -181,8 +181,9 @@ def next_step_after_failure(runs_on: list[str], unchecked: list[str], source_uri
     listing = "; ".join(f"virsh -c {uris[side]} list --all" for side in unchecked)
     if runs_on == ["source"]:
         return (f"the domain runs on the source; inspect both hosts before re-running: once the destination answers "
-                f"again, check that it holds no copy of the domain ({listing}; destroy a copy the migration left "
-                "paused there)")
+                f"again, check that it holds no copy of the domain ({listing}; libvirt removes the incoming copy of a "
+                "failed migration itself when its daemon answers again) and re-run; the module refuses to act while "
+                "both hosts hold the domain")
     answers = "answers" if len(unchecked) == 1 else "answer"
     return (f"inspect both hosts before re-running: once the {' and '.join(unchecked)} {answers} again, find where "
             f"the domain runs ({listing}); nothing was changed on a side that was not checked")
