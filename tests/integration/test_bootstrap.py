@@ -3,10 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The bootstrap playbook on hosts that were never bootstrapped: check mode, then a real run.
 
-The suite's shared lab is bootstrapped once by the collection with the default CA directory; these
-cases need hosts fresh from `up` and a CA of their own, so they bring up a small lab of their own
-(one storage host and one hypervisor, the default topology's nfs1 and hv1: every role of the
-bootstrap runs), each case on freshly recreated machines, and take it down at the end. Its name and
+The suite's shared lab is bootstrapped once by the collection with the default CA directory; the
+check-mode case needs hosts fresh from `up`, so it brings up a small lab of its own (one storage
+host and one hypervisor, the default topology's nfs1 and hv1: every role of the bootstrap runs),
+on freshly recreated machines, taken down at the end. The other cases run on the shared lab. Its name and
 subnet are BOOTSTRAP_LAB / BOOTSTRAP_SUBNET below (VIRTOPS_BOOTSTRAP_LAB_NAME and
 VIRTOPS_BOOTSTRAP_LAB_SUBNET override them). Each case is a row of the fault-injection results table.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ WRITTEN_BY_LOGGING_IN = ("var/log/journal/", "var/log/lastlog", "var/log/wtmp")
 ANSIBLE_REMOTE_TMP = ("root/.ansible", "root/.ansible/tmp")
 DPKG_STATES = "dpkg-query --show --showformat='${Package} ${Version} ${db:Status-Abbrev}\\n'"
 ADMIN_ROW = "controller (admin certificate)"
+DEFAULT_PKI = Path(os.environ.get("HOME", "/root")) / ".virtops" / "pki"  # libvirt_pki_ca_dir's default
 
 
 # ---------------------------------------------------------------------------
@@ -114,12 +116,19 @@ def lab_variables(directory: Path, variables: dict) -> Path:
     return path
 
 
-def bootstrap(lab: Lab, variables: Path, check: bool = False, timeout: float = 1800) -> migrate_support.Run:
-    """playbooks/bootstrap.yml on ``lab``, through the collection (the json callback's document)."""
+def bootstrap(lab: Lab, variables: Path, check: bool = False, timeout: float = 1800,
+              home: Path | None = None) -> migrate_support.Run:
+    """playbooks/bootstrap.yml on ``lab``, through the collection (the json callback's document).
+
+    ``home``: the HOME of the ansible-playbook process (the controller user's home directory).
+    """
     cmd = ["ansible-playbook", "-i", str(lab.inventory), "-i", str(variables), BOOTSTRAP]
     if check:
         cmd.append("--check")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=migrate_support.ansible_env(),
+    env = labtools_env(lab.inventory)
+    if home is not None:
+        env["HOME"] = str(home)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                           cwd=migrate_support.OPERATOR_DIR, timeout=timeout, check=False)
     return migrate_support.Run(proc.returncode, migrate_support._parse(proc.stdout), proc.stderr)
 
@@ -176,26 +185,27 @@ def test_check_mode_on_fresh_hosts_reports_and_changes_nothing(fresh_lab, tmp_pa
 
 
 @pytest.mark.fault_table(
-    area="bootstrap", fault="a real bootstrap of a second lab with libvirt_pki_ca_dir set to a directory of its "
-                            "own (not ~/.virtops/pki) in an inventory source of its own; libvirt_pki_admin_dir "
-                            "left to the role",
+    area="bootstrap", fault="a real bootstrap with libvirt_pki_ca_dir set to a directory of its own (the cluster's "
+                            "CA copied out of ~/.virtops/pki) in an inventory source of its own, from a controller "
+                            "user whose home holds no ~/.virtops; libvirt_pki_admin_dir left to the role",
     expected="rc 0; the final check opens each hypervisor from the controller with the admin certificate "
              "under that CA directory; the default CA directory is not touched")
-def test_bootstrap_with_its_own_ca_directory_passes_its_final_check(fresh_lab, tmp_path, observed):
-    ca_dir = tmp_path / "pki"
-    default_pki = Path(os.environ.get("HOME", "/root")) / ".virtops" / "pki"
-    default_before = sorted((str(p), p.stat().st_mtime_ns) for p in default_pki.rglob("*")) if default_pki.exists() else None
+def test_bootstrap_with_its_own_ca_directory_passes_its_final_check(prepared_lab, tmp_path, observed):
+    ca_dir, home = tmp_path / "pki", tmp_path / "home"
+    shutil.copytree(DEFAULT_PKI, ca_dir)  # the cluster's CA, so nothing on the hosts is reissued
+    home.mkdir()
+    default_before = sorted((str(p), p.stat().st_mtime_ns) for p in DEFAULT_PKI.rglob("*"))
 
-    run = bootstrap(fresh_lab, lab_variables(tmp_path, {"libvirt_pki_ca_dir": str(ca_dir)}))
+    run = bootstrap(prepared_lab, lab_variables(tmp_path, {"libvirt_pki_ca_dir": str(ca_dir)}), home=home)
 
     matrix = next((r["msg"] for r in run.results("hv1") if r["_task"].startswith("Print this hypervisor's row")), {})
     assert run.rc == 0, f"the bootstrap failed: {failures(run)}; matrix {matrix}\n{run.describe()}"
     assert matrix.get(ADMIN_ROW) == "ok", matrix
-    assert (ca_dir / "admin" / "clientcert.pem").exists() and (ca_dir / "ca" / "cacert.pem").exists()
-    default_after = sorted((str(p), p.stat().st_mtime_ns) for p in default_pki.rglob("*")) if default_pki.exists() else None
+    assert not (home / ".virtops").exists(), "the bootstrap used the controller user's home instead of the CA directory"
+    default_after = sorted((str(p), p.stat().st_mtime_ns) for p in DEFAULT_PKI.rglob("*"))
     assert default_after == default_before, "the bootstrap touched the default CA directory"
-    observed(f"rc 0; hv1's row of the matrix: {matrix}; admin certificate in {ca_dir.name}/admin; "
-             f"~/.virtops/pki unchanged")
+    observed(f"rc 0; hv1's row of the matrix: {matrix}; admin certificate from {ca_dir.name}/admin; "
+             f"~/.virtops/pki unchanged, nothing made under the controller user's home")
 
 
 # ---------------------------------------------------------------------------
@@ -206,7 +216,7 @@ PKI_FILES = ["/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/servercert.pem", "/etc/
              "/etc/pki/qemu/ca-cert.pem", "/etc/pki/qemu/server-cert.pem", "/etc/pki/qemu/server-key.pem",
              "/etc/pki/qemu/client-cert.pem", "/etc/pki/qemu/client-key.pem"]
 LIBVIRTD_START = "systemctl show -p MainPID -p ExecMainStartTimestampMonotonic libvirtd.service"
-DEFAULT_CA = Path(os.environ.get("HOME", "/root")) / ".virtops" / "pki" / "ca"
+DEFAULT_CA = DEFAULT_PKI / "ca"
 
 
 def pki_and_libvirtd(lab: Lab) -> dict[str, dict[str, Any]]:
