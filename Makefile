@@ -96,8 +96,10 @@ test: setup
 	$(MAKE) --no-print-directory packaging
 	$(MAKE) --no-print-directory sanity-core-min
 	$(MAKE) --no-print-directory unit
-	$(MAKE) --no-print-directory integration
-	$(MAKE) --no-print-directory molecule
+	@# The lab integration suites and the molecule scenarios run side by side, each on labs of its
+	@# own: the integration tests mostly wait on their guests, so the two cores have room for one
+	@# molecule scenario at a time beside them.
+	$(MAKE) --no-print-directory -j2 integration molecule MOLECULE_JOBS=1
 	@echo "make test: every level passed"
 
 lint: setup
