@@ -91,9 +91,13 @@ def tls_server(pki):
     """Start a TLS server on 127.0.0.1 with one of the server certificates; yields its port."""
     servers = []
 
-    def start(label: str) -> int:
+    def start(label: str, client_certificate_required: bool = False) -> int:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(pki[label])
+        if client_certificate_required:  # as libvirtd does; TLS 1.2 refuses the client inside the handshake
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(pki["ca"])
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(10)
 
@@ -131,6 +135,18 @@ def test_the_server_certificate_problem_is_named(pki, tls_server, label, ca, cau
     assert found is not None
     assert cause in found[0]
     assert hint in found[1]
+
+
+@pytest.mark.parametrize("label,cause", [("wrong-name", "does not name localhost"), ("expired", "has expired")])
+def test_a_server_that_refuses_a_client_without_certificate_is_still_diagnosed(pki, tls_server, label, cause):
+    found = diagnose_server_certificate("localhost", tls_server(label, client_certificate_required=True),
+                                        str(pki["ca"]))
+    assert found is not None and cause in found[0]
+
+
+def test_a_good_certificate_behind_a_client_certificate_request_has_nothing_to_report(pki, tls_server):
+    port = tls_server("good", client_certificate_required=True)
+    assert diagnose_server_certificate("localhost", port, str(pki["ca"])) is None
 
 
 def test_nothing_listening_is_no_diagnosis(pki):
