@@ -385,24 +385,24 @@ error:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.virtops.migration.plugins.module_utils._argspec import (
-    evacuate_argument_spec,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuation import (
+from ansible_collections.virtops.migration.plugins.module_utils._common.results import (
+    emit_warnings,
+    placement_diff,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.argspec import (
+    evacuate_argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
     Evacuation,
     EvacuationOptions,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     LIBVIRT_LIBRARY_NAME,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._module_results import (
-    emit_warnings,
-    placement_diff,
 )
 
 

@@ -363,27 +363,27 @@ last_job_stats:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.virtops.migration.plugins.module_utils._argspec import (
-    MIGRATE_REQUIRED_ONE_OF,
-    migrate_argument_spec,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep import (
+from ansible_collections.virtops.migration.plugins.module_utils._common.results import (
+    emit_warnings,
+    placement_diff,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     LIBVIRT_LIBRARY_NAME,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._migrator import (
-    Migrator,
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.argspec import (
+    MIGRATE_REQUIRED_ONE_OF,
+    migrate_argument_spec,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._module_results import (
-    emit_warnings,
-    placement_diff,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._params import (
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
     MigrationRequest,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
+    Migrator,
 )
 
 

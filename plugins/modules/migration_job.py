@@ -172,17 +172,17 @@ error:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.virtops.migration.plugins.module_utils._argspec import (
-    migration_job_argument_spec,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._errors import (
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._job import (
+from ansible_collections.virtops.migration.plugins.module_utils._job.argspec import (
+    migration_job_argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     JobController,
     JobRequest,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt_dep import (
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     HAS_LIBVIRT,
     LIBVIRT_IMPORT_ERROR,
     LIBVIRT_LIBRARY_NAME,

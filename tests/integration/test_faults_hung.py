@@ -36,7 +36,7 @@ from test_faults import (  # noqa: F401 # pylint: disable=unused-import # home, 
 )
 
 sys.path.insert(0, str(lab.REPO / "build" / "collections"))
-from ansible_collections.virtops.migration.plugins.module_utils._monitor import (
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.monitor import (
     HARD_TIMEOUT_GRACE_SECONDS,
 )
 

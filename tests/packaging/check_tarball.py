@@ -31,7 +31,7 @@ ALLOWED = (
     "meta/*.txt",
     "playbooks/*.yml",
     "plugins/modules/*.py",
-    "plugins/module_utils/*.py",
+    "plugins/module_utils/*/*.py",
     "plugins/doc_fragments/*.py",
     "roles/*/README.md",
     "roles/*/defaults/*.yml",

@@ -55,7 +55,9 @@ def real_libvirt():
 @pytest.fixture(autouse=True)
 def private_run_locks(tmp_path_factory, monkeypatch):
     """Run locks (migrate per domain, evacuate per source) in the test's own directory, not /run/lock."""
-    from ansible_collections.virtops.migration.plugins.module_utils import _run_lock
+    from ansible_collections.virtops.migration.plugins.module_utils._common import (
+        run_lock as _run_lock,
+    )
 
     lock_dir = tmp_path_factory.mktemp("locks")
     monkeypatch.setattr(_run_lock, "LOCK_DIRS", (str(lock_dir),))

@@ -1,0 +1,33 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
+# disappear without notice; do not import it from other collections.
+
+"""The migration_job module's argument spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
+    OPERATIONS,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.argspec import (
+    source_connection_argument_spec,
+)
+
+
+def migration_job_argument_spec() -> dict[str, Any]:
+    spec = source_connection_argument_spec()
+    spec.update({
+        "dest_uri": {"type": "str"},
+        "name": {"type": "str"},
+        "uuid": {"type": "str"},
+        "operation": {"type": "str", "default": "info", "choices": list(OPERATIONS)},
+        "max_downtime": {"type": "int"},
+        "bandwidth": {"type": "int"},
+        "wait_timeout": {"type": "float", "default": 60.0},
+    })
+    return spec

@@ -1,0 +1,206 @@
+"""migration_job operations against a fake running migration."""
+
+from __future__ import annotations
+
+import json
+
+import fake_libvirt as lv
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
+    DomainNotFound,
+    JobError,
+    ValidationError,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
+    JobController,
+    JobRequest,
+    friendly_job_stats,
+)
+from ansible_collections.virtops.migration.plugins.modules import migration_job
+
+DEST = "qemu+tls://hv2.example.com/system"
+
+
+def migrating(world, flags=lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_PEER2PEER, samples=None):
+    hv1, hv2 = world.hosts["qemu:///system"], world.hosts[DEST]
+    dom = hv1.add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=samples or [lv.sample(400_000_000, iteration=4, elapsed=12000,
+                                                                  dirty_rate=25000)], outcome="never")
+    dom.job = lv.FakeJob(dom, hv2, {}, flags)
+    return dom
+
+
+def control(world, check_mode=False, **params):
+    request = JobRequest.from_params(dict({"name": "vm1"}, **params))
+    return JobController(request, check_mode=check_mode, clock=world.clock, sleep=world.tick)
+
+
+def test_friendly_job_stats_names_and_dirty_rate_in_bytes():
+    shown = friendly_job_stats(lv.sample(400, total=1000, iteration=4, elapsed=12000, dirty_rate=25000))
+    assert shown["active"] is True
+    assert (shown["type"], shown["operation"]) == ("unbounded", "migration_out")
+    assert shown["time_elapsed_ms"] == 12000
+    assert (shown["data_total"], shown["data_processed"], shown["data_remaining"]) == (1000, 600, 400)
+    assert shown["memory_iteration"] == 4
+    assert shown["memory_dirty_rate_pages"] == 25000
+    assert shown["memory_dirty_rate_bytes"] == 25000 * 4096
+    assert shown["expected_downtime_ms"] == 300
+
+
+def test_info_reports_live_stats_and_settings(world):
+    migrating(world)
+    result = control(world).run()
+    assert result["changed"] is False
+    assert result["job"]["data_remaining"] == 400_000_000
+    assert result["job"]["memory_iteration"] == 4
+    assert result["settings"] == {"max_downtime": 300, "bandwidth": 8796093022207}
+    assert result["postcopy"] is False
+    assert (result["domain"], result["operation"]) == ("vm1", "info")
+    assert world.mutations == []
+
+
+def test_info_without_job(world):
+    world.hosts["qemu:///system"].add_domain("vm1")
+    result = control(world).run()
+    assert result["job"] == {"active": False, "type": "none", "operation": None}
+
+
+def test_tune_sets_and_reads_back(world):
+    dom = migrating(world)
+    result = control(world, operation="tune", max_downtime=500, bandwidth=800).run()
+    assert result["changed"] is True
+    assert result["settings"] == {"max_downtime": 500, "bandwidth": 800}
+    assert result["diff"] == {"before": {"max_downtime": 300, "bandwidth": 8796093022207},
+                              "after": {"max_downtime": 500, "bandwidth": 800}}
+    assert world.mutations == [("hv1", "migrateSetMaxDowntime", ("vm1", 500)),
+                               ("hv1", "migrateSetMaxSpeed", ("vm1", 800))]
+    assert (dom.max_downtime, dom.max_speed) == (500, 800)
+
+
+def test_tune_is_idempotent(world):
+    dom = migrating(world)
+    dom.max_downtime, dom.max_speed = 500, 800
+    result = control(world, operation="tune", max_downtime=500, bandwidth=800).run()
+    assert result["changed"] is False
+    assert world.mutations == []
+
+
+def test_tune_check_mode_changes_nothing(world):
+    dom = migrating(world)
+    result = control(world, check_mode=True, operation="tune", bandwidth=100).run()
+    assert result["changed"] is True
+    assert result["diff"]["after"]["bandwidth"] == 100
+    assert dom.max_speed == 8796093022207
+    assert world.mutations == []
+
+
+def test_abort_waits_until_job_gone_and_reports_placement(world):
+    dom = migrating(world)
+    result = control(world, operation="abort", dest_uri=DEST).run()
+    assert result["changed"] is True
+    assert result["job"]["active"] is False
+    assert result["last_job"]["data_remaining"] == 400_000_000
+    assert result["running_on"] == {
+        "source": {"present": True, "state": "running", "persistent": True},
+        "destination": {"present": False, "state": None, "persistent": False},
+        "hosts": ["source"],
+    }
+    assert dom.job.result == "aborted"
+    assert world.methods() == [("hv1", "abortJob")]
+
+
+def test_abort_without_job_is_a_noop(world):
+    world.hosts["qemu:///system"].add_domain("vm1")
+    result = control(world, operation="abort").run()
+    assert (result["changed"], result["message"]) == (False, "no migration job was running")
+    assert result["running_on"]["hosts"] == ["source"]
+    assert world.mutations == []
+
+
+def test_abort_check_mode(world):
+    migrating(world)
+    result = control(world, check_mode=True, operation="abort").run()
+    assert result["changed"] is True
+    assert world.mutations == []
+
+
+def test_abort_that_never_completes_times_out(world, monkeypatch):
+    dom = migrating(world)
+    monkeypatch.setattr(dom.job, "abort", lambda: None)  # QEMU ignores the cancel
+    with pytest.raises(JobError, match="still running 3s after the abort request"):
+        control(world, operation="abort", wait_timeout=3).run()
+
+
+def test_abort_refused_in_postcopy(world):
+    dom = migrating(world, flags=lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_PEER2PEER | lv.VIR_MIGRATE_POSTCOPY)
+    dom.migrateStartPostCopy(0)
+    world.calls.clear()
+    with pytest.raises(JobError, match="aborting now would lose the guest"):
+        control(world, operation="abort").run()
+    assert world.mutations == []
+
+
+def test_postcopy_switch_and_idempotence(world):
+    migrating(world, flags=lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_PEER2PEER | lv.VIR_MIGRATE_POSTCOPY)
+    result = control(world, operation="postcopy").run()
+    assert (result["changed"], result["postcopy"]) == (True, True)
+    assert world.methods() == [("hv1", "migrateStartPostCopy")]
+    again = control(world, operation="postcopy").run()
+    assert again["changed"] is False
+    assert len(world.mutations) == 1
+
+
+def test_postcopy_refused_without_flag_carries_libvirt_text(world):
+    migrating(world)
+    with pytest.raises(JobError) as caught:
+        control(world, operation="postcopy").run()
+    assert "requires migration to be started with VIR_MIGRATE_POSTCOPY" in caught.value.libvirt_error
+    assert caught.value.error_code == lv.VIR_ERR_OPERATION_INVALID
+    assert "post_copy: true" in caught.value.hint
+
+
+def test_postcopy_without_job(world):
+    world.hosts["qemu:///system"].add_domain("vm1")
+    with pytest.raises(JobError, match="no migration job is running"):
+        control(world, operation="postcopy").run()
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"operation": "tune"}, "needs max_downtime and/or bandwidth"),
+    ({"operation": "info", "bandwidth": 5}, "only apply to operation tune"),
+    ({"operation": "tune", "bandwidth": -1}, "bandwidth must not be negative"),
+    ({"operation": "tune", "max_downtime": -1}, "max_downtime must not be negative"),
+    ({"operation": "cancel"}, "unknown value 'cancel'"),
+    ({"uri": "qemu+tls:/hv1"}, "malformed"),
+])
+def test_bad_job_inputs(world, params, message):
+    migrating(world)
+    with pytest.raises(ValidationError, match=message):
+        control(world, **params).run()
+    assert world.mutations == []
+
+
+def test_unknown_domain(world):
+    with pytest.raises(DomainNotFound, match="no domain with matching name 'vm1' on qemu:///system"):
+        control(world).run()
+
+
+def test_module_main_info(world, capsys):
+    migrating(world)
+    with patch_module_args({"name": "vm1"}), pytest.raises(SystemExit) as caught:
+        migration_job.main()
+    result = json.loads(capsys.readouterr().out)
+    assert caught.value.code == 0
+    assert result["job"]["memory_dirty_rate_pages"] == 25000
+    assert "diff" not in result
+
+
+def test_module_main_failure(world, capsys):
+    migrating(world)
+    with patch_module_args({"name": "vm1", "operation": "postcopy"}), pytest.raises(SystemExit) as caught:
+        migration_job.main()
+    result = json.loads(capsys.readouterr().out)
+    assert caught.value.code == 1
+    assert result["error"]["kind"] == "job"
+    assert result["error"]["libvirt_error_code"] == lv.VIR_ERR_OPERATION_INVALID

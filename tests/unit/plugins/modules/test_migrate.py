@@ -1,0 +1,132 @@
+"""The migrate module: argument spec, import without libvirt, main() results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import fake_libvirt as lv
+import pytest
+from ansible_collections.virtops.migration.plugins.module_utils._migrate import (
+    run as _migrator,
+)
+from ansible_collections.virtops.migration.plugins.modules import migrate
+from module_runner import run_module_main
+
+DEST = "qemu+tls://hv2.example.com/system"
+
+
+def run_main(args, capsys, check_mode=False, diff=False):
+    return run_module_main(migrate.main, args, capsys, check_mode, diff)
+
+
+@pytest.fixture
+def fast(monkeypatch, world):
+    """Drive the module's migrator with the fake world's clock and no DNS."""
+    original = _migrator.Migrator.__init__
+
+    def init(self, request, check_mode=False, **kwargs):
+        original(self, request, check_mode=check_mode, clock=world.clock, wait=world.wait,
+                 fs_type_of=lambda path: None, resolves_locally=lambda host: False)
+
+    monkeypatch.setattr(_migrator.Migrator, "__init__", init)
+    return world
+
+
+def test_module_imports_without_libvirt():
+    code = (
+        "import sys; sys.path.insert(0, 'build/collections'); sys.modules['libvirt'] = None\n"
+        "from ansible_collections.virtops.migration.plugins.modules import migrate, migration_job\n"
+        "from ansible_collections.virtops.migration.plugins.module_utils._libvirt import dependency as d\n"
+        "print(d.HAS_LIBVIRT, 'libvirt' in d.LIBVIRT_IMPORT_ERROR.strip().splitlines()[-1])\n"
+    )
+    repo = Path(__file__).resolve().parents[4]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=repo).stdout
+    assert out.strip() == "False True"
+
+
+def test_missing_libvirt_fails_before_any_work(monkeypatch, capsys, world):
+    hv1 = world.hosts["qemu:///system"]
+    hv1.add_domain("vm1")
+    monkeypatch.setattr(migrate, "HAS_LIBVIRT", False)
+    monkeypatch.setattr(migrate, "LIBVIRT_IMPORT_ERROR", "Traceback: ImportError: No module named libvirt")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys)
+    assert code == 1
+    assert "Failed to import the required Python library (libvirt-python" in result["msg"]
+    assert world.calls == []
+
+
+def test_main_migrates_and_reports(capsys, fast):
+    hv1 = fast.hosts["qemu:///system"]
+    dom = hv1.add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=[lv.sample(100)])
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys, diff=True)
+    assert code == 0
+    assert result["changed"] is True
+    assert result["flags_value"] == 27
+    assert result["diff"] == {
+        "before": {"source": {"present": True, "state": "running", "persistent": True},
+                   "destination": {"present": False, "state": None, "persistent": False}},
+        "after": {"source": {"present": False, "state": None, "persistent": False},
+                  "destination": {"present": True, "state": "running", "persistent": True}},
+    }
+
+
+def test_main_check_mode(capsys, fast):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys, check_mode=True)
+    assert (code, result["changed"], result["check_mode"]) == (0, True, True)
+    assert fast.mutations == []
+
+
+def test_main_fails_with_error_details(capsys, fast):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "tunnelled": True, "tls": True}, capsys)
+    assert code == 1
+    assert result["failed"] is True
+    assert result["error"]["kind"] == "validation"
+    assert result["error"]["dest_uri"] == DEST
+    assert result["msg"].startswith("validate options failed (domain 'vm1', source qemu:///system, "
+                                    "destination qemu+tls://hv2.example.com/system): tls and tunnelled")
+    assert fast.mutations == []
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"name": "vm1", "dest_uri": DEST, "copy_storage": "both"}, "value of copy_storage must be one of"),
+    ({"name": "vm1", "dest_uri": DEST, "convergence": {"on_timeout": "retry"}}, "on_timeout must be one of"),
+    ({"name": "vm1", "dest_uri": DEST, "compression": ["lz4"]}, "compression must be one or more of"),
+    ({"dest_uri": DEST}, "one of the following is required: name, uuid"),
+    ({"name": "vm1"}, "missing required arguments: dest_uri"),
+])
+def test_argument_spec_refuses(capsys, fast, args, message):
+    code, result = run_main(args, capsys)
+    assert code == 1
+    assert message in result["msg"]
+    assert fast.calls == []
+
+
+def _deprecation_messages(result):
+    """Deprecation texts; ansible-core 2.19 nests them in an event."""
+    return [entry.get("event", entry).get("msg", "") for entry in result.get("deprecations", [])]
+
+
+def test_main_warnings_go_through_module_warn(capsys, fast):
+    """A ``warnings`` key handed to exit_json is deprecated in ansible-core 2.19 (seen on the lab)."""
+    disks = "<disk type='file' device='disk'><source file='/vm/vm1.img'/><target dev='vda'/></disk>"
+    uuid = "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10"
+    fast.hosts["qemu:///system"].add_domain("vm1", xml=lv.domain_xml("vm1", uuid, disks=disks), uuid=uuid)
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys, check_mode=True)
+    assert code == 0
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert warnings == [("preflight storage: vda: cannot tell whether /vm/vm1.img is shared from here; "
+                         "libvirt refuses the migration if they are not shared")]
+    assert not any("warnings" in message for message in _deprecation_messages(result))
+
+
+def test_main_failure_warnings_go_through_module_warn(capsys, fast):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "tunnelled": True, "tls": True}, capsys)
+    assert code == 1
+    assert not any("warnings" in message for message in _deprecation_messages(result))
