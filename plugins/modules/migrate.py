@@ -383,7 +383,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     MigrationRequest,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    run_migration,
 )
 
 
@@ -397,7 +397,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
     try:
         request = MigrationRequest.from_params(module.params)
-        result = Migrator(request, check_mode=module.check_mode).run()
+        result = run_migration(request, check_mode=module.check_mode)
     except MigrationError as error:
         failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), source=module.params["uri"], destination=module.params["dest_uri"],

@@ -97,7 +97,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     option_problems,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    MigrationEnvironment,
+    run_migration,
 )
 
 ON_FAILURE_CHOICES = ("continue", "stop")
@@ -592,6 +593,16 @@ def result_of_migration(result: Mapping[str, Any], check_mode: bool) -> str:
     return MIGRATED if any(action in MIGRATING_ACTIONS for action in actions) else FINISHED
 
 
+@dataclass
+class _MigrationCall:
+    request: MigrationRequest
+    check_mode: bool
+    environment: MigrationEnvironment
+
+    def run(self) -> dict[str, Any]:
+        return run_migration(self.request, self.check_mode, self.environment)
+
+
 class Evacuation:
     """Run an evacuation; ``run()`` returns the module result (``failed`` set when the host is not emptied)."""
 
@@ -613,8 +624,8 @@ class Evacuation:
         self.check_mode = check_mode
         self.connect = connect
         self.resolves_locally = resolves_locally
-        self.make_migrator = make_migrator or (lambda request, check: Migrator(
-            request, check_mode=check, connect=connect, resolves_locally=resolves_locally))
+        self.make_migrator = make_migrator or (lambda request, check: _MigrationCall(
+            request, check, MigrationEnvironment(connect=connect, resolves_locally=resolves_locally)))
         self.clock = clock
         self.on_progress = on_progress
         self.discovery = Discovery()

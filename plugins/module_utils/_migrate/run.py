@@ -189,6 +189,25 @@ def next_step_after_failure(runs_on: list[str], unchecked: list[str], source_uri
             f"the domain runs ({listing}); nothing was changed on a side that was not checked")
 
 
+@dataclass(frozen=True)
+class MigrationEnvironment:
+    """What a run uses from the world around it: time, waiting, connecting, the local host's view."""
+
+    clock: Callable[[], float] = time.monotonic
+    wait: Waiter = wait_on_event
+    connect: Callable[..., Any] = open_connection
+    fs_type_of: Callable[[str], str | None] | None = None
+    resolves_locally: Callable[[str], bool] = local_addresses_of
+
+
+def run_migration(request: MigrationRequest, check_mode: bool = False,
+                  environment: MigrationEnvironment | None = None) -> dict[str, Any]:
+    """Run one migration request; returns the module result, raises MigrationError."""
+    env = environment or MigrationEnvironment()
+    return Migrator(request, check_mode=check_mode, clock=env.clock, wait=env.wait, connect=env.connect,
+                    fs_type_of=env.fs_type_of, resolves_locally=env.resolves_locally).run()
+
+
 class Migrator:
     """Run one migration request; ``run()`` returns the module result dict."""
 
