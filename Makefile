@@ -54,12 +54,18 @@ host-packages:
 	  rm -f /usr/sbin/policy-rc.d; \
 	fi
 
-venv: $(VENV)/.requirements-installed
+venv: $(VENV)/.requirements-installed $(VENV)/.lab-on-path
 
 $(VENV)/.requirements-installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --upgrade pip
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# lab/ on the venv's import path (a .pth file): every venv python imports the lab's package
+# (virtops_lab), whose client the integration tests, the benchmarks and molecule's runner use.
+$(VENV)/.lab-on-path: $(VENV)/.requirements-installed
+	echo $(REPO)/lab > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/virtops-lab.pth"
 	touch $@
 
 collection-link:

@@ -21,6 +21,12 @@ CACHE_ROOT = Path(os.environ.get("VIRTOPS_LAB_CACHE", "/var/cache/virtops-lab"))
 STATE_ROOT = Path(os.environ.get("VIRTOPS_LAB_STATE", "/var/lib/virtops-lab"))
 # Bridges (alias), NAT rules (comment), mounts (source) and the /etc/hosts block carry it.
 TAG = "virtops-lab"
+DEFAULT_SESSION_LAB = "vtl"
+
+
+def session_lab_name() -> str:
+    """The lab that tests and benchmarks work on: VIRTOPS_LAB_NAME, default ``vtl``."""
+    return os.environ.get("VIRTOPS_LAB_NAME", DEFAULT_SESSION_LAB)
 
 
 def state_dir(name: str) -> Path:

@@ -1,8 +1,9 @@
 """Fixtures for the lab integration tests: real hosts, reached over SSH.
 
-The session's lab is the default topology under the name in VIRTOPS_LAB_NAME
-(default ``vtl``); it is brought up once (``up`` keeps a healthy lab) and left
-running for the next level of tests and for inspection.
+The session's lab (virtops_lab.client.Lab; lab/ is on the venv's import path) is the
+default topology under the name in VIRTOPS_LAB_NAME (default ``vtl``); it is brought up
+once (``up`` keeps a healthy lab) and left running for the next level of tests and for
+inspection.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ import os
 
 import migrate_support
 import pytest
-from labtools import Lab, lab_command
+from virtops_lab.client import Lab, lab_command
 
 pytest_plugins = ["fault_table"]
 
 
 @pytest.fixture(scope="session")
 def lab() -> Lab:
-    name = os.environ.get("VIRTOPS_LAB_NAME", "vtl")
-    lab_command("up", f"--name={name}")
-    return Lab(name)
+    lab = Lab.of_session()
+    lab_command("up", f"--name={lab.name}")
+    return lab
 
 
 @pytest.fixture(scope="session")

@@ -1,130 +1,57 @@
 # Copyright (c) virtops.migration contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Helpers of the migrate integration tests: run playbooks and modules on the lab, read virsh.
+"""Helpers of the migrate integration tests: read virsh and the guests' disks, swap files, inject faults.
 
-The lab is the one named by VIRTOPS_LAB_NAME (default ``vtl``); it must be up and prepared
-(libvirt TLS between the hypervisors, the NFS export) before these tests run.
+They work on the session's lab (``virtops_lab.client.Lab``: VIRTOPS_LAB_NAME, default ``vtl``), which
+must be up and prepared (libvirt TLS between the hypervisors, the NFS export) before these tests run.
+Running playbooks and modules, SSH and the guests are the lab client's (lab/virtops_lab/), offered here
+under the names the tests use.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import labtools
-import yaml
-from labtools import LAB_NAME, OPERATOR_DIR
+from virtops_lab import ansible_runs, client, guests
+from virtops_lab.ansible_runs import Run
 
+LAB = client.Lab.of_session()
+LAB_NAME = LAB.name
 REPO = Path(__file__).resolve().parents[2]
-PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
-LAB_STATE = Path("/var/lib/virtops-lab") / LAB_NAME
-INVENTORY = LAB_STATE / "inventory"
+PLAYBOOKS = guests.TEST_PLAYBOOKS
+INVENTORY = LAB.inventory
+OPERATOR_DIR = ansible_runs.operator_dir()
+
+# The session lab's ways (virtops_lab.client.Lab), under the names the tests use.
+ansible_env = LAB.ansible_env
+playbook = LAB.playbook
+module_cmd = LAB.module_cmd
+module = LAB.module
+start_module = LAB.start_module
+text_env = LAB.text_env
+playbook_text_cmd = LAB.playbook_text_cmd
+playbook_text = LAB.playbook_text
+start_playbook_text = LAB.start_playbook_text
+host_address = LAB.address
+ssh_input = LAB.ssh_input
+dest_uri = LAB.tls_uri
+finish_module = ansible_runs.finish_module
+wait_for = client.wait_for
 
 
-def ansible_env() -> dict[str, str]:
-    """The installed collection, this lab's inventory, the json callback (labtools.ansible_env)."""
-    return labtools.ansible_env(INVENTORY)
-
-
-@dataclass
-class Run:
-    """One ansible(-playbook) run: return code and the json callback's document."""
-
-    rc: int
-    doc: dict[str, Any]
-    stderr: str
-
-    def results(self, host: str) -> list[dict[str, Any]]:
-        """Every task result of ``host``, in order."""
-        found = []
-        for play in self.doc.get("plays", []):
-            for task in play.get("tasks", []):
-                if host in task.get("hosts", {}):
-                    result = dict(task["hosts"][host])
-                    result["_task"] = task["task"]["name"]
-                    found.append(result)
-        return found
-
-    def task(self, host: str, name: str) -> dict[str, Any]:
-        """The last result of the task whose (templated) name starts with ``name``."""
-        matches = [r for r in self.results(host) if r["_task"].startswith(name)]
-        assert matches, f"no task {name!r} ran on {host}: {self.describe()}"
-        return matches[-1]
-
-    def changed(self, host: str) -> int:
-        return self.doc.get("stats", {}).get(host, {}).get("changed", 0)
-
-    def describe(self) -> str:
-        return json.dumps(self.doc.get("stats"), sort_keys=True) + "\n" + self.stderr[-3000:]
-
-
-def _parse(stdout: str) -> dict[str, Any]:
-    start = stdout.find("{")
-    return json.loads(stdout[start:]) if start >= 0 else {}
-
-
-def playbook(path: Path | str, extra_vars: dict[str, Any] | None = None, check: bool = False,
-             timeout: float = 600) -> Run:
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path)]
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
-    if check:
-        cmd.append("--check")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), cwd=OPERATOR_DIR, timeout=timeout,
-                          check=False)
-    return Run(proc.returncode, _parse(proc.stdout), proc.stderr)
-
-
-def module_cmd(host: str, module: str, args: dict[str, Any], check: bool = False) -> list[str]:
-    cmd = ["ansible", host, "-i", str(INVENTORY), "-m", f"virtops.migration.{module}", "-a", json.dumps(args)]
-    if check:
-        cmd.append("--check")
-    return cmd
-
-
-def module(host: str, module_name: str, args: dict[str, Any], check: bool = False,
-           timeout: float = 600) -> dict[str, Any]:
-    """Run a collection module on a lab host; the result dict (``failed`` set on failure)."""
-    proc = subprocess.run(module_cmd(host, module_name, args, check), capture_output=True, text=True,
-                          env=ansible_env(), cwd=OPERATOR_DIR, timeout=timeout, check=False)
-    return Run(proc.returncode, _parse(proc.stdout), proc.stderr).results(host)[-1]
-
-
-def start_module(host: str, module_name: str, args: dict[str, Any]) -> subprocess.Popen:
-    """Start a module run in the background (for a migration to steer while it runs)."""
-    return subprocess.Popen(module_cmd(host, module_name, args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=ansible_env(), cwd=OPERATOR_DIR)
-
-
-def finish_module(proc: subprocess.Popen, host: str, timeout: float = 300) -> dict[str, Any]:
-    stdout, stderr = proc.communicate(timeout=timeout)
-    return Run(proc.returncode, _parse(stdout), stderr).results(host)[-1]
+def ssh(host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run ``command`` on ``host`` (unchecked: the caller reads the return code)."""
+    return LAB.ssh(host, command, check=False, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------
 # Reading the hosts directly (read-only virsh over SSH)
-
-
-def _inventory() -> dict[str, Any]:
-    return yaml.safe_load((INVENTORY / "hosts.yml").read_text())
-
-
-def host_address(host: str) -> str:
-    for group in _inventory()["all"]["children"].values():
-        if host in (group.get("hosts") or {}):
-            return group["hosts"][host]["ansible_host"]
-    raise KeyError(host)
-
-
-def ssh(host: str, command: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    cmd = ["ssh", "-i", str(LAB_STATE / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={LAB_STATE / 'ssh' / 'known_hosts'}",
-           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{host_address(host)}", command]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def domain(host: str, name: str) -> dict[str, Any]:
@@ -148,64 +75,16 @@ def running(persistent: bool) -> dict[str, Any]:
     return {"present": True, "state": "running", "persistent": persistent}
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
 # ---------------------------------------------------------------------------
 # Guests
 
 
-def create_guests(guests: list[dict[str, Any]]) -> None:
-    run = playbook(PLAYBOOKS / "guests.yml", {"virtops_test_guests": guests})
-    assert run.rc == 0, f"creating guests failed: {run.describe()}"
+def create_guests(specs: list[dict[str, Any]]) -> None:
+    guests.create_guests(LAB, specs)
 
 
-def remove_guests(guests: list[dict[str, Any]]) -> None:
-    run = playbook(PLAYBOOKS / "guests.yml", {"virtops_test_guests": guests, "virtops_test_state": "absent"})
-    assert run.rc == 0, f"removing guests failed: {run.describe()}"
-
-
-def dest_uri(host: str) -> str:
-    return f"qemu+tls://{host}.{LAB_NAME}.virtops.test/system"
-
-
-# ---------------------------------------------------------------------------
-# Playbooks with ansible-playbook's normal output (what an operator sees)
-
-
-def playbook_text_cmd(path: Path | str, extra_vars: dict[str, Any] | None = None) -> list[str]:
-    cmd = ["ansible-playbook", "-i", str(INVENTORY), str(path)]
-    if extra_vars:
-        cmd += ["-e", json.dumps(extra_vars)]
-    return cmd
-
-
-def text_env() -> dict[str, str]:
-    env = ansible_env()
-    env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.builtin.default"
-    env["ANSIBLE_NOCOLOR"] = "1"
-    return env
-
-
-def playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None,
-                  timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a playbook with the default callback; the text an operator would read."""
-    return subprocess.run(playbook_text_cmd(path, extra_vars), capture_output=True, text=True, env=text_env(),
-                          cwd=OPERATOR_DIR, timeout=timeout, check=False)
-
-
-def start_playbook_text(path: Path | str, extra_vars: dict[str, Any] | None = None) -> subprocess.Popen:
-    """Start a playbook in its own process group (so the whole run can be killed)."""
-    return subprocess.Popen(playbook_text_cmd(path, extra_vars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=text_env(), cwd=OPERATOR_DIR, start_new_session=True)
+def remove_guests(specs: list[dict[str, Any]]) -> None:
+    guests.remove_guests(LAB, specs)
 
 
 # ---------------------------------------------------------------------------
@@ -255,19 +134,6 @@ def assert_disk_intact_and_written(name: str, before: DiskMark, timeout: float =
 
 # ---------------------------------------------------------------------------
 # Files swapped on a host for one case and put back; what the hosts hold, to compare
-
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-
-def ssh_input(host: str, command: str, data: bytes, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Like ``ssh`` with ``data`` on the command's stdin (bytes in, text out)."""
-    cmd = ["ssh", "-i", str(LAB_STATE / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={LAB_STATE / 'ssh' / 'known_hosts'}",
-           "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{host_address(host)}", command]
-    proc = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout, check=False)
-    return subprocess.CompletedProcess(cmd, proc.returncode, proc.stdout.decode(errors="replace"),
-                                       proc.stderr.decode(errors="replace"))
-
 
 def file_checksums(host: str, paths: list[str]) -> dict[str, str]:
     """SHA-256 of each path on ``host`` ("absent" for a missing file)."""

@@ -28,8 +28,8 @@ from typing import Any
 
 import migrate_support
 import pytest
-from labtools import Lab, lab_command
-from labtools import ansible_env as labtools_env
+from virtops_lab.ansible_runs import ansible_env
+from virtops_lab.client import Lab, lab_command
 
 BOOTSTRAP_LAB = os.environ.get("VIRTOPS_BOOTSTRAP_LAB_NAME", "lbt")
 BOOTSTRAP_SUBNET = os.environ.get("VIRTOPS_BOOTSTRAP_LAB_SUBNET", "10.79.0.0/24")
@@ -125,12 +125,12 @@ def bootstrap(lab: Lab, variables: Path, check: bool = False, timeout: float = 1
     cmd = ["ansible-playbook", "-i", str(lab.inventory), "-i", str(variables), BOOTSTRAP]
     if check:
         cmd.append("--check")
-    env = labtools_env(lab.inventory)
+    env = ansible_env(lab.inventory)
     if home is not None:
         env["HOME"] = str(home)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
                           cwd=migrate_support.OPERATOR_DIR, timeout=timeout, check=False)
-    return migrate_support.Run(proc.returncode, migrate_support._parse(proc.stdout), proc.stderr)
+    return migrate_support.Run.from_process(proc)
 
 
 def tasks_of_role(run: migrate_support.Run, host: str, role: str) -> list[dict]:
@@ -333,13 +333,13 @@ def path_without(tmp_path: Path, program: str, path: str) -> str:
 def test_bootstrap_names_what_the_controller_lacks(tmp_path, observed):
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(json.dumps({"all": {"children": {"storage": {}, "hypervisors": {}}}}))
-    env = labtools_env(inventory)
+    env = ansible_env(inventory)
     env["PATH"] = path_without(tmp_path, "virsh", env["PATH"])
 
     def run(*extra: str) -> migrate_support.Run:
         proc = subprocess.run(["ansible-playbook", BOOTSTRAP, *extra], capture_output=True, text=True, env=env,
                               cwd=migrate_support.OPERATOR_DIR, timeout=300, check=False)
-        return migrate_support.Run(proc.returncode, migrate_support._parse(proc.stdout), proc.stderr)
+        return migrate_support.Run.from_process(proc)
 
     refused = run()
     failed = [r for r in refused.results("localhost") if r.get("failed")]

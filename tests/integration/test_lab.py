@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from labtools import STATE_ROOT, Lab, lab_command
+from virtops_lab.client import Lab, lab_command
+from virtops_lab.state import state_dir
 
 SCRATCH_LAB = "ltst"
 SCRATCH_SUBNET = "10.82.0.0/24"
@@ -101,7 +102,7 @@ def lab_traces(name: str) -> dict[str, object]:
         "processes": cgroup_processes + nspawn,
         "cgroups": [str(r / "virtops-lab" / name) for r in CGROUP_ROOTS if (r / "virtops-lab" / name).exists()],
         "hosts_block": f"virtops-lab {name}" in Path("/etc/hosts").read_text(),
-        "state_dir": (STATE_ROOT / name).exists(),
+        "state_dir": state_dir(name).exists(),
     }
 
 
