@@ -32,7 +32,7 @@ HOST_PACKAGES := systemd-container debootstrap iptables apt-cacher-ng util-linux
                  libvirt-dev libvirt-clients pkg-config gcc openssh-client rsync git
 
 .PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration \
-        molecule lab-up lab-down lab-status bench clean packaging sanity-core-min docs
+        molecule lab-up lab-down lab-status bench footprint clean packaging sanity-core-min docs
 
 help:
 	@echo "make demo        build the lab, bootstrap it with the roles, migrate and evacuate VMs over TLS"
@@ -191,6 +191,14 @@ molecule: setup
 bench: setup
 	status=0; VIRTOPS_LAB_SUBNET=$(BENCH_SUBNET) $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
 	$(LAB) down --name $(BENCH_LAB); exit $$status
+
+# The modules' footprint against FOOTPRINT_BEFORE on the shared lab (LAB_NAME, up and prepared):
+# the module_utils AnsiballZ ships and the process time of an idempotent migrate re-run.
+FOOTPRINT_BEFORE ?= 0ac4fb6
+FOOTPRINT_RUNS   ?= 9
+footprint: setup
+	$(PY) tests/bench/footprint.py --before $(FOOTPRINT_BEFORE) --lab $(LAB_NAME) --runs $(FOOTPRINT_RUNS) \
+	  --markdown $(BENCH_OUT)/footprint.md --json $(REPO)/build/footprint/footprint.json
 
 clean:
 	rm -rf build tests/output .pytest_cache

@@ -1,0 +1,360 @@
+# Copyright (c) virtops.migration contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The modules' footprint, BEFORE (a git revision) against AFTER (this working tree), in one run.
+
+For each tree: its tarball is built and installed (tests/packaging/artifact.py), then
+
+* payload: for each module (migrate, migration_job, evacuate), the collection's module_utils files
+  AnsiballZ ships with it and their lines, found by Ansible's own finder
+  (``ansible.executor.module_common.recursive_finder``, the function that fills the AnsiballZ zip);
+* process time (with ``--lab``): a migrate task whose guest already runs on its destination
+  (``changed=false``), on a lab hypervisor. The module runs once through ``ansible`` with
+  ANSIBLE_KEEP_REMOTE_FILES=1 and its own remote temporary directory; its AnsiballZ wrapper (the
+  arguments inside) is kept on the host and then run there as ``python3 AnsiballZ_migrate.py``,
+  BEFORE and AFTER interleaved (the order alternating), ``--runs`` times each after one warm-up.
+  The time is the wall time of that whole process measured on the host (``date +%s.%N`` around it):
+  interpreter start, the wrapper unpacking its zip, imports, the module, its exit.
+
+    python tests/bench/footprint.py --lab vtl --runs 9 --markdown docs/benchmarks/footprint.md
+
+The guest (``fp1``, a boot-sector guest on the lab's NFS export) is created and removed by the
+integration tests' guests.yml; the lab must be up and prepared (libvirt TLS between hypervisors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "packaging"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import artifact
+
+MODULES = ("migrate", "migration_job", "evacuate")
+COLLECTION_PREFIX = "ansible_collections/virtops/migration/"
+MODULE_UTILS_PREFIX = COLLECTION_PREFIX + "plugins/module_utils/"
+DEFAULT_BEFORE = "0ac4fb6"
+GUEST = "fp1"
+GUEST_HOST = "hv1"   # where fp1 runs: the destination of the idempotent task
+TASK_HOST = "hv2"    # where the task runs: its source, which no longer has the guest
+HOST_DIR = "/var/tmp/virtops-footprint"
+
+
+# ---------------------------------------------------------------------------------------- trees
+
+
+@dataclass(frozen=True)
+class Tree:
+    """One collection tree, built and installed: its label and ANSIBLE_COLLECTIONS_PATH."""
+
+    label: str
+    description: str
+    collections: str
+
+
+def export_revision(revision: str, dest: Path) -> None:
+    """The files of ``revision`` (``git archive``) in an emptied ``dest``."""
+    archive = subprocess.run(["git", "archive", "--format=tar", revision], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    if dest.exists():
+        subprocess.run(["rm", "-rf", str(dest)], check=True)
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+
+
+def install_tree(source: Path, work: Path) -> str:
+    """Build ``source``'s tarball under ``work`` and install it there; its ANSIBLE_COLLECTIONS_PATH."""
+    tarball = artifact.build(source, work / "dist")
+    artifact.install(tarball, work / "collections")
+    return artifact.collections_path(work / "collections")
+
+
+def prepare_trees(before: str, work: Path) -> list[Tree]:
+    """BEFORE (git revision ``before``) and AFTER (this working tree, uncommitted work included)."""
+    export_revision(before, work / "before" / "source")
+    artifact.source_copy(REPO, work / "after" / "source")
+    return [
+        Tree("before", f"commit {before}", install_tree(work / "before" / "source", work / "before")),
+        Tree("after", "working tree", install_tree(work / "after" / "source", work / "after")),
+    ]
+
+
+# ---------------------------------------------------------------------------------------- payload
+
+
+def payload_files(collections: str, module: str) -> dict[str, int]:
+    """{path in the AnsiballZ zip: lines} of this collection's files shipped with ``module``.
+
+    Runs in a process of its own (``--payload``): the collection loader is installed once per process.
+    """
+    from ansible._internal._ansiballz import _builder
+    from ansible.executor import module_common
+    from ansible.utils.collection_loader._collection_finder import (
+        _AnsibleCollectionFinder,
+    )
+
+    _AnsibleCollectionFinder(paths=[str(Path(p).absolute()) for p in collections.split(":")])._install()
+    import ansible_collections.virtops.migration as collection
+
+    module_path = Path(next(iter(collection.__path__))) / "plugins" / "modules" / f"{module}.py"
+    fqn = f"ansible_collections.virtops.migration.plugins.modules.{module}"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as payload:
+        module_common.recursive_finder(module, fqn, module_path.read_bytes(), payload,
+                                       datetime.datetime(1980, 1, 1), _builder.ExtensionManager.create(task_vars={}))
+        return {name: len(payload.read(name).splitlines()) for name in payload.namelist()
+                if name.startswith(COLLECTION_PREFIX)}
+
+
+def payload_of(tree: Tree, module: str) -> dict[str, Any]:
+    """The module_utils files and lines the AnsiballZ of ``module`` carries from ``tree``."""
+    found = subprocess.run([sys.executable, __file__, "--payload", tree.collections, module],
+                           check=True, capture_output=True, text=True).stdout
+    files: dict[str, int] = json.loads(found)
+    shipped = {name: lines for name, lines in files.items()
+               if name.startswith(MODULE_UTILS_PREFIX) and lines > 0}
+    return {"files": len(shipped), "lines": sum(shipped.values()),
+            "paths": {name[len(MODULE_UTILS_PREFIX):]: lines for name, lines in sorted(shipped.items())}}
+
+
+# ---------------------------------------------------------------------------------------- lab
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+class LabRun:
+    """The idempotent migrate task on the lab, its AnsiballZ wrapper kept per tree and run on the host."""
+
+    def __init__(self, lab_name: str, after: Tree) -> None:
+        import os
+
+        os.environ.setdefault("VIRTOPS_INSTALLED_COLLECTIONS", after.collections)
+        from labaccess import BenchLab
+
+        self.lab = BenchLab(lab_name, None)
+        self.support = self.lab.support
+        self.guest = {"name": GUEST, "host": GUEST_HOST, "kind": "bootsector", "disk": "nfs",
+                      "persistent": True, "running": True}
+
+    def args(self) -> dict[str, Any]:
+        return {"name": GUEST, "dest_uri": self.lab.dest_uri(GUEST_HOST)}
+
+    def create_guest(self) -> None:
+        self.lab.create_guests([self.guest])
+
+    def remove_guest(self) -> None:
+        self.lab.remove_guests([self.guest])
+        self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}")
+
+    def keep_wrapper(self, tree: Tree) -> str:
+        """Run the task once with ``tree``'s collection, its wrapper kept; the wrapper's path on the host."""
+        remote_tmp = f"{HOST_DIR}/{tree.label}/tmp"
+        wrapper = f"{HOST_DIR}/{tree.label}/AnsiballZ_migrate.py"
+        self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}/{tree.label} && mkdir -p {remote_tmp}")
+        env = self.support.ansible_env()
+        env.update(ANSIBLE_COLLECTIONS_PATH=tree.collections, ANSIBLE_KEEP_REMOTE_FILES="1",
+                   ANSIBLE_REMOTE_TMP=remote_tmp)
+        proc = subprocess.run(self.support.module_cmd(TASK_HOST, "migrate", self.args()), capture_output=True,
+                              text=True, env=env, cwd=self.support.OPERATOR_DIR, timeout=600, check=False)
+        results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(TASK_HOST)
+        result = results[-1] if results else {"failed": True, "msg": proc.stderr[-2000:]}
+        if result.get("failed") or result.get("changed"):
+            raise RuntimeError(f"{tree.label}: the idempotent task did not report ok/changed=false: {result}")
+        self.lab.ssh(TASK_HOST, f"mv $(ls -1t {remote_tmp}/*/AnsiballZ_migrate.py | head -1) {wrapper} "
+                                f"&& rm -rf {remote_tmp}")
+        return wrapper
+
+    def run_wrapper(self, wrapper: str) -> dict[str, Any]:
+        """One run of the kept wrapper on the host: its process wall time and the module's own timings."""
+        process_s, result = self.lab.run_ansiballz(TASK_HOST, wrapper)
+        if result.get("failed") or result.get("changed") or process_s is None:
+            raise RuntimeError(f"{wrapper}: the re-run did not report ok/changed=false: {result}")
+        return {"process_s": round(process_s, 4), "timings": result.get("timings") or {}}
+
+
+def interleaved(lab: LabRun, wrappers: dict[str, str], runs: int) -> dict[str, list[dict[str, Any]]]:
+    """``runs`` samples per tree after one warm-up each, the trees' order alternating run by run."""
+    labels = list(wrappers)
+    for label in labels:
+        lab.run_wrapper(wrappers[label])
+    samples: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for index in range(runs):
+        for label in labels if index % 2 == 0 else list(reversed(labels)):
+            samples[label].append(lab.run_wrapper(wrappers[label]))
+    return samples
+
+
+def process_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    phases = sorted({phase for sample in samples for phase in sample["timings"]})
+    return {
+        "runs": len(samples),
+        "process_s": [s["process_s"] for s in samples],
+        "median_process_s": median([s["process_s"] for s in samples]),
+        "median_timings": {phase: median([s["timings"][phase] for s in samples
+                                          if isinstance(s["timings"].get(phase), (int, float))])
+                           for phase in phases},
+    }
+
+
+def measure_on_lab(lab_name: str, trees: list[Tree], runs: int) -> dict[str, Any]:
+    lab = LabRun(lab_name, trees[-1])
+    lab.create_guest()
+    try:
+        wrappers = {tree.label: lab.keep_wrapper(tree) for tree in trees}
+        samples = interleaved(lab, wrappers, runs)
+    finally:
+        lab.remove_guest()
+    return {label: process_summary(found) for label, found in samples.items()}
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def ratio(after: float | None, before: float | None) -> float | None:
+    return round(after / before, 3) if after is not None and before else None
+
+
+def process_row(label: str, summary: dict[str, Any]) -> str:
+    times = summary["process_s"]
+    return (f"| {label} | {summary['median_process_s']:.3f} | {min(times):.3f} | {max(times):.3f} | "
+            f"{summary['median_timings'].get('total')} |")
+
+
+def markdown(document: dict[str, Any]) -> str:
+    trees = document["trees"]
+    before, after = trees[0]["label"], trees[1]["label"]
+    lines = [
+        "# Footprint of the modules: payload and the process of an idempotent re-run",
+        "",
+        (f"Measured {document['measured_at']} by `tests/bench/footprint.py` "
+         f"(BEFORE: {trees[0]['description']}; AFTER: {trees[1]['description']}, git {document['git_head']})."),
+        "",
+        "Reproduce (the lab up and prepared; about ten minutes on the shared two-core controller):",
+        "",
+        "```sh",
+        document["command"],
+        "```",
+        "",
+        "## Payload: the collection's module_utils AnsiballZ ships with each module",
+        "",
+        "Found by Ansible's own finder (`ansible.executor.module_common.recursive_finder`, the function that fills",
+        "the AnsiballZ zip) in each tree's installed tarball; files under",
+        "`ansible_collections/virtops/migration/plugins/module_utils/` with at least one line (the empty package",
+        "`__init__.py` files the finder adds are not counted), and their lines.",
+        "",
+        "| module | files before | files after | lines before | lines after | lines after / before |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for module in MODULES:
+        b, a = document["payload"][before][module], document["payload"][after][module]
+        lines.append(f"| {module} | {b['files']} | {a['files']} | {b['lines']} | {a['lines']} | "
+                     f"{ratio(a['lines'], b['lines'])} |")
+    process = document.get("process")
+    lines += ["", "## Process time of an idempotent migrate re-run on a lab hypervisor", ""]
+    if not process:
+        lines.append("Not measured in this run (no `--lab`).")
+    else:
+        b, a = process[before], process[after]
+        lines += [
+            (f"The guest `{GUEST}` runs on {GUEST_HOST}; the migrate task runs on {TASK_HOST} with "
+             f"`dest_uri: {document['dest_uri']}`, so the module"),
+            "finds no guest here, connects to the destination over TLS, finds the guest there and returns",
+            "`changed: false`. Each tree's AnsiballZ wrapper (arguments inside) is kept on the host from one run",
+            "through `ansible` (ANSIBLE_KEEP_REMOTE_FILES=1) and run there as `python3 AnsiballZ_migrate.py`:",
+            f"one warm-up each, then {a['runs']} runs each, BEFORE and AFTER interleaved with the order alternating.",
+            "The time is the wall time of the whole process on the host (`date +%s.%N` around it: interpreter",
+            "start, unpacking, imports, the module, exit); `timings` are the module's own phases (median).",
+            "",
+            "| | median process s | min | max | module `timings.total` s |",
+            "|---|---:|---:|---:|---:|",
+            process_row("before", b),
+            process_row("after", a),
+            "",
+            f"Ratio after / before of the median process time: **{ratio(a['median_process_s'], b['median_process_s'])}**.",
+            "",
+            "Module phases (median seconds, from the result's `timings`):",
+            "",
+            "| phase | before | after |",
+            "|---|---:|---:|",
+        ]
+        for phase in sorted(set(b["median_timings"]) | set(a["median_timings"])):
+            lines.append(f"| {phase} | {b['median_timings'].get(phase)} | {a['median_timings'].get(phase)} |")
+        lines += ["", "Every sample (process s): before " + ", ".join(f"{v:.3f}" for v in b["process_s"])
+                  + "; after " + ", ".join(f"{v:.3f}" for v in a["process_s"]) + "."]
+    lines += ["", "## Files in each payload (lines)", ""]
+    for module in MODULES:
+        b, a = document["payload"][before][module]["paths"], document["payload"][after][module]["paths"]
+        lines.append(f"- {module}: before " + ", ".join(f"{p} ({n})" for p, n in b.items())
+                     + "; after " + ", ".join(f"{p} ({n})" for p, n in a.items()))
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(document: dict[str, Any]) -> None:
+    trees = [tree["label"] for tree in document["trees"]]
+    for module in MODULES:
+        row = "  ".join(f"{label}: {document['payload'][label][module]['files']} files "
+                        f"{document['payload'][label][module]['lines']} lines" for label in trees)
+        print(f"payload {module:14} {row}")
+    process = document.get("process")
+    if process:
+        for label in trees:
+            print(f"process {label:7} median {process[label]['median_process_s']:.3f} s  samples {process[label]['process_s']}")
+        print(f"ratio after/before {ratio(process[trees[1]]['median_process_s'], process[trees[0]]['median_process_s'])}")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", default=DEFAULT_BEFORE, help="git revision of BEFORE (default %(default)s)")
+    parser.add_argument("--lab", help="measure the process time on this lab (e.g. vtl); payload only without it")
+    parser.add_argument("--runs", type=int, default=9, help="process-time samples per tree (default %(default)s)")
+    parser.add_argument("--work", type=Path, default=REPO / "build" / "footprint", help="where the trees are built")
+    parser.add_argument("--markdown", type=Path, help="write the report here (e.g. docs/benchmarks/footprint.md)")
+    parser.add_argument("--json", type=Path, help="write every figure and sample here")
+    parser.add_argument("--payload", nargs=2, metavar=("COLLECTIONS", "MODULE"), help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.payload:
+        print(json.dumps(payload_files(*options.payload)))
+        return 0
+    trees = prepare_trees(options.before, options.work.absolute())
+    document: dict[str, Any] = {
+        "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "git_head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                   text=True, check=False).stdout.strip(),
+        "command": "make footprint" if options.lab == "vtl" else "python tests/bench/footprint.py "
+                   + " ".join(shlex.quote(a) for a in argv),
+        "trees": [{"label": t.label, "description": t.description} for t in trees],
+        "payload": {t.label: {m: payload_of(t, m) for m in MODULES} for t in trees},
+    }
+    if options.lab:
+        document["dest_uri"] = f"qemu+tls://{GUEST_HOST}.{options.lab}.virtops.test/system"
+        document["process"] = measure_on_lab(options.lab, trees, options.runs)
+    print_summary(document)
+    if options.json:
+        options.json.parent.mkdir(parents=True, exist_ok=True)
+        options.json.write_text(json.dumps(document, indent=1) + "\n")
+    if options.markdown:
+        options.markdown.parent.mkdir(parents=True, exist_ok=True)
+        options.markdown.write_text(markdown(document))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
