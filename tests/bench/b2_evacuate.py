@@ -59,7 +59,7 @@ def evacuate_args(ctx: Context, level: int, bandwidth: int | None) -> dict[str, 
 
 def plan(ctx: Context, bandwidth: int | None) -> tuple[dict[str, str], list[str]]:
     """The module's placement (check mode) and the flags it plans, for the virsh loop to follow."""
-    result = ctx.lab.support.module(SOURCE, "evacuate", evacuate_args(ctx, 2, bandwidth), check=True)
+    result = ctx.lab.client.module(SOURCE, "evacuate", evacuate_args(ctx, 2, bandwidth), check=True)
     if result.get("failed"):
         raise RuntimeError(f"evacuate check mode failed: {result.get('msg')}")
     placement = {entry["name"]: entry["destination"] for entry in result["plan"]}

@@ -3,8 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The benchmark's lab: bring it up, bootstrap it, create guests, run the module and virsh on it, timed.
 
-It reuses the integration tests' helpers (tests/integration/migrate_support.py), which read the lab
-name from VIRTOPS_LAB_NAME when they are imported: ``BenchLab`` sets it first.
+It reaches the lab through the lab client (virtops_lab.client, on the venv's import path), as the
+integration tests do. The client runs Ansible from the operator directory and with the installed
+collection of the lab named in VIRTOPS_LAB_NAME: ``BenchLab`` sets it to its own lab.
 """
 
 from __future__ import annotations
@@ -14,17 +15,15 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-INTEGRATION = REPO / "tests" / "integration"
-LAB_CLI = REPO / "lab" / "virtops_lab.py"
-STATE_ROOT = Path(os.environ.get("VIRTOPS_LAB_STATE", "/var/lib/virtops-lab"))
+from virtops_lab import guests as test_guests
+from virtops_lab.ansible_runs import Run, operator_dir
+from virtops_lab.client import Lab, lab_command, wait_for
+from virtops_lab.guests import TEST_PLAYBOOKS
+
 SERIAL_LOG = "/var/log/libvirt/qemu/{name}-serial.log"
 HOST_TIMING = re.compile(r"^BENCH-TIMING (\S+) (\S+) (-?\d+)$", re.MULTILINE)
 
@@ -78,40 +77,29 @@ def virsh_number(value: str | None) -> float | None:
 
 
 class BenchLab:
-    """One lab, reached through the integration tests' helpers."""
+    """One lab, reached through the lab client (``client``)."""
 
     def __init__(self, name: str, subnet: str | None) -> None:
+        self.client = Lab(name)
         self.name = name
-        self.subnet = subnet or self._existing_subnet()
+        # The subnet of this lab when it already exists (so ``up`` never renumbers it).
+        self.subnet = subnet or self.client.subnet
         os.environ["VIRTOPS_LAB_NAME"] = name
         if self.subnet:
             os.environ["VIRTOPS_LAB_SUBNET"] = self.subnet
-        if str(INTEGRATION) not in sys.path:
-            sys.path.insert(0, str(INTEGRATION))
-        import migrate_support
-
-        self.support: ModuleType = migrate_support
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _existing_subnet(self) -> str | None:
-        """The subnet of this lab when it already exists (so ``up`` never renumbers it)."""
-        hosts = STATE_ROOT / self.name / "inventory" / "hosts.yml"
-        if not hosts.exists():
-            return None
-        match = re.search(r"virtops_lab_subnet:\s*['\"]?([0-9./]+)", hosts.read_text())
-        return match.group(1) if match else None
-
     def up(self) -> None:
-        command = [sys.executable, str(LAB_CLI), "up", f"--name={self.name}"]
+        args = ["up", f"--name={self.name}"]
         if self.subnet:
-            command.append(f"--subnet={self.subnet}")
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+            args.append(f"--subnet={self.subnet}")
+        proc = lab_command(*args, check=False, timeout=900)
         if proc.returncode != 0:
             raise RuntimeError(f"lab up failed:\n{proc.stdout}\n{proc.stderr}")
 
     def playbook(self, name: str, timeout: float = 1800) -> None:
-        run = self.support.playbook(self.support.PLAYBOOKS / name, timeout=timeout)
+        run = self.client.playbook(TEST_PLAYBOOKS / name, timeout=timeout)
         if run.rc != 0:
             raise RuntimeError(f"{name} failed: {run.describe()}")
 
@@ -124,7 +112,7 @@ class BenchLab:
     # ------------------------------------------------------------------ hosts
 
     def ssh(self, host: str, command: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return self.support.ssh(host, command, timeout=timeout)
+        return self.client.ssh(host, command, check=False, timeout=timeout)
 
     def run_timed(self, host: str, script: str, timeout: float = 900) -> HostRun:
         started = time.monotonic()
@@ -134,7 +122,7 @@ class BenchLab:
         return HostRun(rc if rc is not None else proc.returncode, wall, host_s, proc.stdout, proc.stderr)
 
     def dest_uri(self, host: str) -> str:
-        return self.support.dest_uri(host)
+        return self.client.tls_uri(host)
 
     def completed_job(self, host: str, name: str) -> dict[str, float | None]:
         """libvirt's completed job statistics of ``name`` on ``host`` (times in ms, sizes in MiB)."""
@@ -161,28 +149,28 @@ class BenchLab:
     def module(self, host: str, module: str, args: dict[str, Any], timeout: float = 1800,
                keep_remote_files: bool = False) -> tuple[float, dict[str, Any]]:
         """Run a collection module through the ``ansible`` CLI; (controller wall seconds, result)."""
-        env = self.support.ansible_env()
+        env = self.client.ansible_env()
         if keep_remote_files:
             env["ANSIBLE_KEEP_REMOTE_FILES"] = "1"
         started = time.monotonic()
-        proc = subprocess.run(self.support.module_cmd(host, module, args), capture_output=True, text=True,
-                              env=env, cwd=self.support.OPERATOR_DIR, timeout=timeout, check=False)
+        proc = subprocess.run(self.client.module_cmd(host, module, args), capture_output=True, text=True,
+                              env=env, cwd=operator_dir(), timeout=timeout, check=False)
         wall = time.monotonic() - started
-        results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(host)
+        results = Run.from_process(proc).results(host)
         if not results:
             return wall, {"failed": True, "msg": f"no result (rc {proc.returncode}): {proc.stderr[-2000:]}"}
         return wall, results[-1]
 
     def adhoc(self, host: str, fqcn: str, args: dict[str, Any], timeout: float = 300) -> tuple[float, dict[str, Any]]:
         """Any module by its full name through the ``ansible`` CLI; (controller wall seconds, result)."""
-        command = ["ansible", host, "-i", str(self.support.INVENTORY), "-m", fqcn]
+        command = ["ansible", host, "-i", str(self.client.inventory), "-m", fqcn]
         if args:
             command += ["-a", json.dumps(args)]
         started = time.monotonic()
-        proc = subprocess.run(command, capture_output=True, text=True, env=self.support.ansible_env(), cwd=self.support.OPERATOR_DIR,
+        proc = subprocess.run(command, capture_output=True, text=True, env=self.client.ansible_env(), cwd=operator_dir(),
                               timeout=timeout, check=False)
         wall = time.monotonic() - started
-        results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(host)
+        results = Run.from_process(proc).results(host)
         return wall, results[-1] if results else {"failed": True, "msg": proc.stderr[-2000:]}
 
     def latest_ansiballz(self, host: str, module: str) -> str | None:
@@ -208,11 +196,11 @@ class BenchLab:
     # ------------------------------------------------------------------ guests
 
     def create_guests(self, guests: list[dict[str, Any]]) -> None:
-        self.support.remove_guests(guests)
-        self.support.create_guests(guests)
+        test_guests.remove_guests(self.client, guests)
+        test_guests.create_guests(self.client, guests)
 
     def remove_guests(self, guests: list[dict[str, Any]]) -> None:
-        self.support.remove_guests(guests)
+        test_guests.remove_guests(self.client, guests)
 
     def wait_booted(self, guests: list[dict[str, Any]], timeout: float = 120) -> None:
         """Wait until every Linux guest printed ``virtops-guest: up`` (after its RAM fill)."""
@@ -225,4 +213,4 @@ class BenchLab:
             def booted(guest: dict[str, Any] = guest, log_path: str = log_path) -> bool:
                 return "virtops-guest: up" in self.ssh(guest["host"], f"cat {log_path} 2>/dev/null").stdout
 
-            self.support.wait_for(booted, allowed, interval=2, what=f"{guest['name']} to boot")
+            wait_for(booted, allowed, interval=2, what=f"{guest['name']} to boot")
