@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from virtops_lab.ansible_runs import Run, operator_dir
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "packaging"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -150,7 +152,6 @@ class LabRun:
         from labaccess import BenchLab
 
         self.lab = BenchLab(lab_name, None)
-        self.support = self.lab.support
         self.guest = {"name": GUEST, "host": GUEST_HOST, "kind": "bootsector", "disk": "nfs",
                       "persistent": True, "running": True}
 
@@ -169,7 +170,7 @@ class LabRun:
         remote_tmp = f"{HOST_DIR}/{tree.label}/tmp"
         wrapper = f"{HOST_DIR}/{tree.label}/AnsiballZ_migrate.py"
         self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}/{tree.label} && mkdir -p {remote_tmp}")
-        env = self.support.ansible_env()
+        env = self.lab.client.ansible_env()
         env.update(ANSIBLE_COLLECTIONS_PATH=tree.collections, ANSIBLE_KEEP_REMOTE_FILES="1",
                    ANSIBLE_REMOTE_TMP=remote_tmp)
         proc = subprocess.run(self.support.module_cmd(TASK_HOST, "migrate", self.args()), capture_output=True,
