@@ -173,9 +173,9 @@ class LabRun:
         env = self.lab.client.ansible_env()
         env.update(ANSIBLE_COLLECTIONS_PATH=tree.collections, ANSIBLE_KEEP_REMOTE_FILES="1",
                    ANSIBLE_REMOTE_TMP=remote_tmp)
-        proc = subprocess.run(self.support.module_cmd(TASK_HOST, "migrate", self.args()), capture_output=True,
-                              text=True, env=env, cwd=self.support.OPERATOR_DIR, timeout=600, check=False)
-        results = self.support.Run(proc.returncode, self.support._parse(proc.stdout), proc.stderr).results(TASK_HOST)
+        proc = subprocess.run(self.lab.client.module_cmd(TASK_HOST, "migrate", self.args()), capture_output=True,
+                              text=True, env=env, cwd=operator_dir(), timeout=600, check=False)
+        results = Run.from_process(proc).results(TASK_HOST)
         result = results[-1] if results else {"failed": True, "msg": proc.stderr[-2000:]}
         if result.get("failed") or result.get("changed"):
             raise RuntimeError(f"{tree.label}: the idempotent task did not report ok/changed=false: {result}")
