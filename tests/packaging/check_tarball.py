@@ -31,6 +31,7 @@ ALLOWED = (
     "meta/*.txt",
     "playbooks/*.yml",
     "plugins/modules/*.py",
+    "plugins/filter/*.py",
     "plugins/module_utils/*/*.py",
     "plugins/doc_fragments/*.py",
     "roles/*/README.md",
