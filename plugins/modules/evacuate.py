@@ -395,9 +395,11 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.results 
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.argspec import (
     evacuate_argument_spec,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
-    Evacuation,
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
     EvacuationOptions,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
+    run_evacuation,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     HAS_LIBVIRT,
@@ -412,7 +414,7 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
     try:
         options = EvacuationOptions.from_params(module.params)
-        result = Evacuation(options, check_mode=module.check_mode).run()
+        result = run_evacuation(options, check_mode=module.check_mode)
     except MigrationError as error:
         failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), changed=False, **failure)

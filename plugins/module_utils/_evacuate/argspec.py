@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
     ON_FAILURE_CHOICES,
     REPORT_FORMAT_CHOICES,
     STOPPED_GUESTS_CHOICES,

@@ -34,6 +34,8 @@ The rules, in order:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from copy import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +56,8 @@ def mib(kib: int) -> int:
 
 
 @dataclass
-class GuestInfo:
-    """A guest of the evacuated host, as discovery found it."""
+class GuestToMove:
+    """A guest of the evacuated host that is to move, as discovery found it."""
 
     name: str
     uuid: str
@@ -65,7 +67,6 @@ class GuestInfo:
     mode: str = LIVE
     pinned_to: str | None = None
     pinned_active: bool = False
-    cpu_signature: str | None = None
     pause_reason: str | None = None  # libvirt's reason when the guest is paused
 
     @property
@@ -81,8 +82,8 @@ class GuestInfo:
 
 
 @dataclass
-class DestinationInfo:
-    """A candidate destination, as discovery measured it."""
+class DestinationCapacity:
+    """What a candidate destination can take, as discovery measured it (``excluded``: why it takes nothing)."""
 
     name: str
     uri: str
@@ -109,7 +110,7 @@ class CpuVerdict:
 class Assignment:
     """Where one guest goes, and why."""
 
-    guest: GuestInfo
+    guest: GuestToMove
     destination: str | None
     dest_uri: str | None
     reason: str
@@ -127,21 +128,21 @@ class Assignment:
 
 @dataclass
 class DestinationLoad:
-    """A destination with what the plan puts on it."""
+    """A destination's capacity (the placer's own copy) with what the plan puts on it."""
 
-    info: DestinationInfo
+    capacity: DestinationCapacity
     planned_kib: int = 0
     planned: list[str] = field(default_factory=list)
 
     @property
     def left_kib(self) -> int:
-        return self.info.usable_kib - self.planned_kib
+        return self.capacity.usable_kib - self.planned_kib
 
     def as_dict(self) -> dict[str, Any]:
-        info = self.info
-        return {"name": info.name, "uri": info.uri, "excluded": info.excluded,
-                "available_mib": mib(info.available_kib), "reserve_mib": mib(info.reserve_kib),
-                "usable_mib": mib(info.usable_kib), "planned": list(self.planned),
+        capacity = self.capacity
+        return {"name": capacity.name, "uri": capacity.uri, "excluded": capacity.excluded,
+                "available_mib": mib(capacity.available_kib), "reserve_mib": mib(capacity.reserve_kib),
+                "usable_mib": mib(capacity.usable_kib), "planned": list(self.planned),
                 "planned_mib": mib(self.planned_kib), "left_after_mib": mib(self.left_kib)}
 
 
@@ -154,58 +155,52 @@ class PlacementPlan:
     def unplaceable(self) -> list[Assignment]:
         return [item for item in self.assignments if not item.placed]
 
-    def destination_of(self, uuid: str) -> str | None:
-        for item in self.assignments:
-            if item.guest.uuid == uuid:
-                return item.destination
-        return None
-
     def as_list(self) -> list[dict[str, Any]]:
         return [item.as_dict() for item in self.assignments]
 
 
-def placement_order(guests: list[GuestInfo]) -> list[GuestInfo]:
+def placement_order(guests: list[GuestToMove]) -> list[GuestToMove]:
     """Pinned guests first, then live before stopped, largest first, then by name."""
     return sorted(guests, key=lambda g: (g.pinned_to is None, g.mode != LIVE, -g.memory_kib, g.name, g.uuid))
 
 
-def _rank(guest: GuestInfo, load: DestinationLoad) -> tuple[Any, ...]:
+def _rank(guest: GuestToMove, load: DestinationLoad) -> tuple[Any, ...]:
     left_after = load.left_kib - guest.needs_kib
     if guest.mode == LIVE:
-        return (-left_after, len(load.planned), load.info.name)
-    return (len(load.planned), -left_after, load.info.name)
+        return (-left_after, len(load.planned), load.capacity.name)
+    return (len(load.planned), -left_after, load.capacity.name)
 
 
-def _describe(load: DestinationLoad, guest: GuestInfo) -> str:
+def _describe(load: DestinationLoad, guest: GuestToMove) -> str:
     left_after = load.left_kib - guest.needs_kib
-    return (f"{load.info.name} {mib(left_after)} MiB left after placement, "
+    return (f"{load.capacity.name} {mib(left_after)} MiB left after placement, "
             f"{len(load.planned)} guest(s) already planned")
 
 
 class Placer:
     """Apply the placement rules to discovered guests and destinations."""
 
-    def __init__(self, destinations: list[DestinationInfo],
+    def __init__(self, destinations: list[DestinationCapacity],
                  cpu_verdicts: dict[tuple[str, str], CpuVerdict] | None = None) -> None:
-        self.loads = [DestinationLoad(dest) for dest in sorted(destinations, key=lambda d: d.name)]
+        self.loads = [DestinationLoad(copy(dest)) for dest in sorted(destinations, key=lambda d: d.name)]
         self.cpu_verdicts = cpu_verdicts or {}
 
     def load_of(self, name: str) -> DestinationLoad | None:
-        return next((load for load in self.loads if load.info.name == name), None)
+        return next((load for load in self.loads if load.capacity.name == name), None)
 
-    def cpu_of(self, guest: GuestInfo, dest: str) -> CpuVerdict:
+    def cpu_of(self, guest: GuestToMove, dest: str) -> CpuVerdict:
         return self.cpu_verdicts.get((guest.uuid, dest), CpuVerdict(CPU_SKIPPED, "not compared"))
 
-    def plan(self, guests: list[GuestInfo]) -> PlacementPlan:
+    def plan(self, guests: list[GuestToMove]) -> PlacementPlan:
         assignments = [self.place(guest) for guest in placement_order(guests)]
         return PlacementPlan(assignments, self.loads)
 
-    def assign(self, guest: GuestInfo, load: DestinationLoad, reason: str) -> Assignment:
+    def assign(self, guest: GuestToMove, load: DestinationLoad, reason: str) -> Assignment:
         load.planned_kib += guest.needs_kib
         load.planned.append(guest.name)
-        return Assignment(guest, load.info.name, load.info.uri, reason)
+        return Assignment(guest, load.capacity.name, load.capacity.uri, reason)
 
-    def place(self, guest: GuestInfo) -> Assignment:
+    def place(self, guest: GuestToMove) -> Assignment:
         if guest.pinned_to is not None:
             return self.place_pinned(guest)
         refused: list[str] = []
@@ -213,7 +208,7 @@ class Placer:
         for load in self.loads:
             problem = self.problem(guest, load)
             if problem:
-                refused.append(f"{load.info.name}: {problem}")
+                refused.append(f"{load.capacity.name}: {problem}")
             else:
                 fitting.append(load)
         if not fitting:
@@ -228,30 +223,30 @@ class Placer:
         others = [_describe(load, guest) for load in fitting[1:]] + refused
         if others:
             reason += "; other candidates: " + "; ".join(others)
-        cpu = self.cpu_of(guest, chosen.info.name)
+        cpu = self.cpu_of(guest, chosen.capacity.name)
         if cpu.status == CPU_WARNING:
             reason += f"; cpu: {cpu.message}"
         return self.assign(guest, chosen, reason)
 
-    def place_pinned(self, guest: GuestInfo) -> Assignment:
+    def place_pinned(self, guest: GuestToMove) -> Assignment:
         load = self.load_of(guest.pinned_to or "")
         if load is None:
             return Assignment(guest, None, None, f"already present on {guest.pinned_to}, which is not a "
                               "destination of this run: add it to the destinations to finish the move")
-        if load.info.excluded and not load.info.excluded.startswith("maintenance"):
-            return Assignment(guest, None, None, f"already present on {load.info.name}, which cannot be "
-                              f"used ({load.info.excluded})")
-        reason = (f"already present on {load.info.name} (an earlier run was interrupted): finishing the move "
+        if load.capacity.excluded and not load.capacity.excluded.startswith("maintenance"):
+            return Assignment(guest, None, None, f"already present on {load.capacity.name}, which cannot be "
+                              f"used ({load.capacity.excluded})")
+        reason = (f"already present on {load.capacity.name} (an earlier run was interrupted): finishing the move "
                   "there, never to another host")
-        if load.info.excluded:
-            reason += f"; note: {load.info.name} is {load.info.excluded}"
+        if load.capacity.excluded:
+            reason += f"; note: {load.capacity.name} is {load.capacity.excluded}"
         return self.assign(guest, load, reason)
 
     def lose(self, name: str, why: str) -> None:
         """A destination became unreachable during the run: place nothing more there."""
         load = self.load_of(name)
-        if load is not None and not load.info.excluded:
-            load.info.excluded = f"unreachable during this run ({why})"
+        if load is not None and not load.capacity.excluded:
+            load.capacity.excluded = f"unreachable during this run ({why})"
 
     def replace(self, item: Assignment) -> None:
         """Place ``item``'s guest again, after its destination was lost; ``item`` is updated in place."""
@@ -264,21 +259,31 @@ class Placer:
         item.destination, item.dest_uri = again.destination, again.dest_uri
         item.reason = f"re-placed, {lost} was lost: {again.reason}"
 
-    def problem(self, guest: GuestInfo, load: DestinationLoad) -> str | None:
+    def problem(self, guest: GuestToMove, load: DestinationLoad) -> str | None:
         """Why ``load`` cannot take ``guest`` (None: it can)."""
-        if load.info.excluded:
-            return load.info.excluded
-        cpu = self.cpu_of(guest, load.info.name)
+        if load.capacity.excluded:
+            return load.capacity.excluded
+        cpu = self.cpu_of(guest, load.capacity.name)
         if not cpu.compatible:
             return f"cpu: {cpu.message}"
         if guest.needs_kib > load.left_kib:
-            return (f"{mib(load.left_kib)} MiB left (available {mib(load.info.available_kib)} MiB - reserve "
-                    f"{mib(load.info.reserve_kib)} MiB - planned {mib(load.planned_kib)} MiB), the guest "
+            return (f"{mib(load.left_kib)} MiB left (available {mib(load.capacity.available_kib)} MiB - reserve "
+                    f"{mib(load.capacity.reserve_kib)} MiB - planned {mib(load.planned_kib)} MiB), the guest "
                     f"needs {mib(guest.needs_kib)} MiB")
         return None
 
 
-def plan_placement(guests: list[GuestInfo], destinations: list[DestinationInfo],
+def hold_back(plan: PlacementPlan, reasons: Mapping[str, str]) -> PlacementPlan:
+    """``plan`` with the guests named in ``reasons`` (uuid -> why it cannot be moved) placed nowhere.
+
+    The destinations' tallies keep them: what they leave unused is not offered to the others.
+    """
+    assignments = [Assignment(item.guest, None, None, reasons[item.guest.uuid]) if item.guest.uuid in reasons
+                   else item for item in plan.assignments]
+    return PlacementPlan(assignments, plan.loads)
+
+
+def plan_placement(guests: list[GuestToMove], destinations: list[DestinationCapacity],
                    cpu_verdicts: dict[tuple[str, str], CpuVerdict] | None = None) -> PlacementPlan:
     """The placement plan for ``guests`` (see the module docstring for the rules)."""
     return Placer(destinations, cpu_verdicts).plan(guests)

@@ -11,8 +11,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placem
     LIVE,
     OFFLINE,
     CpuVerdict,
-    DestinationInfo,
-    GuestInfo,
+    DestinationCapacity,
+    GuestToMove,
     placement_order,
     plan_placement,
 )
@@ -22,12 +22,12 @@ MIB = 1024  # KiB
 
 def guest(name, mib, mode=LIVE, **kwargs):
     state = "running" if mode == LIVE else "shutoff"
-    return GuestInfo(name=name, uuid=f"uuid-{name}", state=state, persistent=True, memory_kib=mib * MIB,
+    return GuestToMove(name=name, uuid=f"uuid-{name}", state=state, persistent=True, memory_kib=mib * MIB,
                      mode=mode, **kwargs)
 
 
 def dest(name, available_mib, reserve_mib=512, excluded=None):
-    return DestinationInfo(name, f"qemu+tls://{name}.example.com/system", available_mib * MIB,
+    return DestinationCapacity(name, f"qemu+tls://{name}.example.com/system", available_mib * MIB,
                            reserve_mib * MIB, excluded)
 
 

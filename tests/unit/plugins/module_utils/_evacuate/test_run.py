@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 import time
+from dataclasses import dataclass, replace
 
 import fake_libvirt as lv
 import pytest
@@ -21,24 +23,27 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate import
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.argspec import (
     evacuate_argument_spec,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
+    EvacuationOptions,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.progress import (
+    progress_line,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.report import (
     render_table,
     render_text,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
-    Evacuation,
-    EvacuationOptions,
-    progress_line,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migrate import (
-    run as _migrator,
+    EvacuationEnvironment,
+    run_evacuation,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.argspec import (
     migrate_argument_spec,
     migration_tuning_argument_spec,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    MigrationEnvironment,
+    run_migration,
 )
 from ansible_collections.virtops.migration.plugins.modules import evacuate
 from module_runner import run_module_main
@@ -85,18 +90,37 @@ def six_guests(world):
     return {name: add_guest(world, name, mib) for name, mib in SIZES.items()}
 
 
+def world_migration(world):
+    """How each guest migrates in these tests: the migrate code path on the fake world's clock, no DNS."""
+    environment = MigrationEnvironment(clock=world.clock, wait=world.wait, fs_type_of=lambda path: None,
+                                       resolves_locally=lambda host: False)
+    return lambda request, check: run_migration(request, check, environment)
+
+
+@dataclass
+class PreparedEvacuation:
+    """An evacuation's options and environment, ready to run (a test may change the environment first)."""
+
+    options: EvacuationOptions
+    check_mode: bool
+    environment: EvacuationEnvironment
+
+    def run(self):
+        return run_evacuation(self.options, self.check_mode, self.environment)
+
+    def using(self, **changes):
+        self.environment = replace(self.environment, **changes)
+        return self
+
+
 def evacuation(world, check_mode=False, on_progress=None, **params):
     values = {"uri": SRC, "destinations": [{"name": "hv2", "uri": HV2}, {"name": "hv3", "uri": HV3}], "max_parallel": 2, "max_parallel_per_destination": 1,
               "memory_reserve_mib": 512}
     values.update(params)
     options = EvacuationOptions.from_params(values)
-
-    def make_migrator(request, check):
-        return Migrator(request, check_mode=check, clock=world.clock, wait=world.wait,
-                        fs_type_of=lambda path: None, resolves_locally=lambda host: False)
-
-    return Evacuation(options, check_mode=check_mode, make_migrator=make_migrator,
-                      resolves_locally=lambda host: False, on_progress=on_progress)
+    environment = EvacuationEnvironment(resolves_locally=lambda host: False, on_progress=on_progress,
+                                        migrate_guest=world_migration(world))
+    return PreparedEvacuation(options, check_mode, environment)
 
 
 def placement_now(world):
@@ -404,7 +428,7 @@ def test_named_destinations_and_the_source_itself_is_ignored(hosts):
         return host == "hv1.example.com"
 
     evac = evacuation(hosts, destinations=dests)
-    evac.resolves_locally = resolves
+    evac.using(resolves_locally=resolves)
     result = evac.run()
     assert rows(result)["web1"]["to"] == "hv2"
     assert result["destinations"][0] == {**result["destinations"][0], "name": "hv1",
@@ -432,10 +456,10 @@ def test_bad_options_are_refused_before_anything(hosts, params, message):
 def test_every_bad_option_is_reported_at_once_and_names_no_domain(hosts):
     add_guest(hosts, "web1", 512)
     with pytest.raises(ValidationError) as caught:
-        evacuation(hosts, max_parallel=0, on_failure="retry", bandwidth=-5, tunnelled=True, tls=True).run()
+        evacuation(hosts, max_parallel=0, bandwidth=-5, tunnelled=True, tls=True).run()
     text = str(caught.value)
-    for part in ("at least 1", "on_failure: unknown value 'retry'", "bandwidth must not be negative",
-                 "tls and tunnelled exclude each other"):
+    # on_failure, stopped_guests and report_format are checked by the argument spec: test_module_refuses_bad_arguments
+    for part in ("at least 1", "bandwidth must not be negative", "tls and tunnelled exclude each other"):
         assert part in text, text
     assert text.count("bandwidth must not be negative") == 1, "a migration option's problem is named once"
     assert "evacuate-option-check" not in text and "domain" not in text.split(":", maxsplit=1)[0]
@@ -535,19 +559,10 @@ def test_report_table_rendering():
 
 @pytest.fixture
 def module_world(monkeypatch, hosts):
-    """Drive the module's evacuation and migrators with the fake world's clock and no DNS."""
-    original_migrator, original_evacuation = _migrator.Migrator.__init__, _evacuation.Evacuation.__init__
-
-    def migrator_init(self, request, check_mode=False, **kwargs):
-        original_migrator(self, request, check_mode=check_mode, clock=hosts.clock, wait=hosts.wait,
-                          fs_type_of=lambda path: None, resolves_locally=lambda host: False)
-
-    def evacuation_init(self, options, check_mode=False, **kwargs):
-        kwargs["resolves_locally"] = lambda host: False
-        original_evacuation(self, options, check_mode=check_mode, **kwargs)
-
-    monkeypatch.setattr(_migrator.Migrator, "__init__", migrator_init)
-    monkeypatch.setattr(_evacuation.Evacuation, "__init__", evacuation_init)
+    """Drive the module's evacuation and migrations with the fake world's clock and no DNS."""
+    module_environment = functools.partial(EvacuationEnvironment, resolves_locally=lambda host: False,
+                                           migrate_guest=world_migration(hosts))
+    monkeypatch.setattr(_evacuation, "EvacuationEnvironment", module_environment)
     return hosts
 
 
@@ -595,6 +610,7 @@ def test_module_fails_with_the_plan_when_a_guest_fits_nowhere(module_world, caps
     ({}, "missing required arguments: destinations"),
     (dict(MODULE_ARGS, on_failure="retry"), "value of on_failure must be one of"),
     (dict(MODULE_ARGS, stopped_guests="destroy"), "value of stopped_guests must be one of"),
+    (dict(MODULE_ARGS, report_format="xml"), "value of report_format must be one of"),
     (dict(MODULE_ARGS, live=False), "live: false is not an evacuation mode"),
 ])
 def test_module_refuses_bad_arguments(module_world, capsys, args, message):
@@ -638,7 +654,7 @@ def test_second_evacuation_waits_for_the_first_then_moves_what_is_left(hosts, tm
             holder.close()  # the first evacuation ends
 
     evac = evacuation(hosts, on_progress=snapshots.append, lock_timeout=60)
-    evac.lock_path, evac.sleep = str(lock), sleep
+    evac.using(lock_path=str(lock), sleep=sleep)
     result = evac.run()
     assert len(sleeps) == 3
     assert snapshots[0]["line"] == ("waiting: another evacuation of qemu:///system is running "
@@ -652,7 +668,7 @@ def test_evacuation_gives_up_after_lock_timeout_and_touches_nothing(hosts, tmp_p
     lock = tmp_path / "evacuate.lock"
     holder = hold_lock(lock)
     evac = evacuation(hosts, lock_timeout=2)
-    evac.lock_path, evac.sleep = str(lock), lambda seconds: None
+    evac.using(lock_path=str(lock), sleep=lambda seconds: None)
     with pytest.raises(_errors.MigrationInProgress) as caught:
         evac.run()
     holder.close()
@@ -666,7 +682,7 @@ def test_check_mode_does_not_wait_for_the_lock_but_warns(hosts, tmp_path):
     lock = tmp_path / "evacuate.lock"
     holder = hold_lock(lock)
     evac = evacuation(hosts, check_mode=True, lock_timeout=3600)
-    evac.lock_path = str(lock)
+    evac.using(lock_path=str(lock))
     result = evac.run()
     holder.close()
     assert result["failed"] is False
@@ -692,11 +708,13 @@ def test_a_guest_undefined_during_discovery_is_skipped(hosts):
 
 
 def losing_hv3(hosts, during_migration=False):
-    """make_migrator that loses hv3 when the first guest bound for it starts: before it connects, or
+    """A migrate_guest that loses hv3 when the first guest bound for it starts: before it connects, or
     (``during_migration``) while its migration runs (it fails, the connection cannot be reopened)."""
     lost: list[str] = []
 
-    def make_migrator(request, check):
+    migrate = world_migration(hosts)
+
+    def migrate_guest(request, check):
         if request.dest_uri == HV3 and not lost:
             lost.append(request.name)
             if during_migration:
@@ -711,14 +729,14 @@ def losing_hv3(hosts, during_migration=False):
                 dom.migrateToURI3 = migrate_and_lose
             else:
                 hv(hosts, "hv3").reachable = False
-        return Migrator(request, check_mode=check, clock=hosts.clock, wait=hosts.wait,
-                        fs_type_of=lambda path: None, resolves_locally=lambda host: False)
-    return make_migrator, lost
+        return migrate(request, check)
+    return migrate_guest, lost
 
 
 def evacuation_losing_hv3(hosts, during_migration=False, **params):
     evac = evacuation(hosts, max_parallel=1, **params)
-    evac.make_migrator, lost = losing_hv3(hosts, during_migration)
+    migrate_guest, lost = losing_hv3(hosts, during_migration)
+    evac.using(migrate_guest=migrate_guest)
     return evac, lost
 
 

@@ -487,9 +487,12 @@ def test_the_timeout_option_documents_the_grace_and_its_parts():
 
 def test_an_evacuation_whose_destination_hangs_mid_migration_ends_within_the_grace(world, asleep, quick, monkeypatch):
     """evacuate runs each migration through the same code: a hung destination fails that guest, in bounded time."""
-    from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
-        Evacuation,
+    from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
         EvacuationOptions,
+    )
+    from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run import (
+        EvacuationEnvironment,
+        run_evacuation,
     )
 
     dom = never_converging(world)
@@ -503,9 +506,10 @@ def test_an_evacuation_whose_destination_hangs_mid_migration_ends_within_the_gra
                             fs_type_of=lambda path: None, resolves_locally=lambda host: False)
         hang_destination_mid_migration(world, migrator, dom, asleep, monkeypatch)
         return migrator
-    evacuation = Evacuation(options, make_migrator=make_migrator, resolves_locally=lambda host: False)
+    environment = EvacuationEnvironment(resolves_locally=lambda host: False,
+                                        migrate_guest=lambda request, check: make_migrator(request, check).run())
     start = time.monotonic()
-    result = evacuation.run()
+    result = run_evacuation(options, environment=environment)
     assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _migrator.RECOVERY_SECONDS + SLACK
     (row,) = result["vms"]
     assert row["result"] == "failed", row
