@@ -93,7 +93,7 @@ def test_runbook_empties_hv1_onto_hv2_and_hv3(guests):
     assert placement(names) == {name: [SOURCE] for name in names}, "check mode moved something"
 
     started = time.monotonic()
-    run = lab.playbook_text(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2})
+    run = lab.playbook_text(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_max_parallel": 2})
     took = time.monotonic() - started
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     progress = PROGRESS_LINE.findall(run.stdout)
@@ -113,16 +113,16 @@ def test_runbook_empties_hv1_onto_hv2_and_hv3(guests):
     assert actual in (planned, swapped), f"plan {planned} but placement {actual}"
     assert has_mark(SOURCE), "the runbook should mark the emptied host as in maintenance"
 
-    again = lab.playbook(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2})
+    again = lab.playbook(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_max_parallel": 2})
     assert again.rc == 0, again.describe()
     result = again.task(SOURCE, "Collect the evacuation result")
     assert result["changed"] is False, result
     assert result["vms"] == [], result
     assert placement(names) == where
 
-    cleared = lab.playbook(EVACUATE_PLAYBOOK, {"host": SOURCE, "clear_maintenance": True})
+    cleared = lab.playbook(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_clear_maintenance": True})
     assert cleared.rc == 0, cleared.describe()
-    assert not has_mark(SOURCE), "clear_maintenance=true left the maintenance mark"
+    assert not has_mark(SOURCE), "virtops_evacuate_clear_maintenance=true left the maintenance mark"
 
 
 BIG_AND_SMALL = [{"name": "ev-big", "host": SOURCE, "memory_mib": 2048},
@@ -185,7 +185,8 @@ def test_runbook_killed_then_run_again(guests, kill_job):
     """The playbook is killed; its background evacuation goes on (the re-run waits for it), or is killed too."""
     names = [guest["name"] for guest in guests]
     # 1 MiB/s keeps each migration busy for seconds.
-    killed = lab.start_playbook_text(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2, "bandwidth": 1})
+    killed = lab.start_playbook_text(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_max_parallel": 2,
+                                                            "virtops_evacuate_bandwidth": 1})
     if kill_job:
         job_killer = lab.ssh(SOURCE, KILL_JOB_WHEN_MIGRATING, timeout=120)
         assert job_killer.stdout.startswith("killed"), job_killer.stdout + job_killer.stderr
@@ -200,7 +201,7 @@ def test_runbook_killed_then_run_again(guests, kill_job):
     left = set(lab.ssh(SOURCE, "virsh -q list --all --name").stdout.split()) & set(names)
     assert left, "the kill came too late: hv1 was already empty"
 
-    again = lab.playbook_text(EVACUATE_PLAYBOOK, {"host": SOURCE, "max_parallel": 2})
+    again = lab.playbook_text(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_max_parallel": 2})
     assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-2000:]
     print("killed run:", *PROGRESS_LINE.findall(output), "run again:", *PROGRESS_LINE.findall(again.stdout),
           sep="\n  ")

@@ -88,7 +88,7 @@ def test_tls_migration_check_mode_and_idempotence(guests):
     before = placement("mt-tls")
     assert before == (running(True), ABSENT)
 
-    plan = lab.playbook(MIGRATE_PLAYBOOK, {"vm": "mt-tls", "to": DEST}, check=True)
+    plan = lab.playbook(MIGRATE_PLAYBOOK, {"virtops_migrate_vm": "mt-tls", "virtops_migrate_to": DEST}, check=True)
     assert plan.rc == 0, plan.describe()
     planned = plan.task(SOURCE, MIGRATE_TASK)
     assert planned["changed"] is True and planned["check_mode"] is True
@@ -96,7 +96,7 @@ def test_tls_migration_check_mode_and_idempotence(guests):
     assert {c["name"]: c["status"] for c in planned["preflight"]}["storage"] == "passed"
     assert placement("mt-tls") == before, "check mode changed something"
 
-    moved = lab.playbook(MIGRATE_PLAYBOOK, {"vm": "mt-tls", "to": DEST})
+    moved = lab.playbook(MIGRATE_PLAYBOOK, {"virtops_migrate_vm": "mt-tls", "virtops_migrate_to": DEST})
     assert moved.rc == 0, moved.describe()
     result = moved.task(SOURCE, MIGRATE_TASK)
     assert result["changed"] is True
@@ -108,7 +108,7 @@ def test_tls_migration_check_mode_and_idempotence(guests):
     summary = moved.task(SOURCE, "Summary")["msg"]
     assert "downtime" in summary and "data sent" in summary
 
-    again = lab.playbook(MIGRATE_PLAYBOOK, {"vm": "mt-tls", "to": DEST})
+    again = lab.playbook(MIGRATE_PLAYBOOK, {"virtops_migrate_vm": "mt-tls", "virtops_migrate_to": DEST})
     assert again.rc == 0, again.describe()
     runs_on = [host for host in (SOURCE, DEST) if again.results(host) and
                any(r["_task"].startswith(MIGRATE_TASK) for r in again.results(host))]
@@ -116,7 +116,7 @@ def test_tls_migration_check_mode_and_idempotence(guests):
     assert second["changed"] is False, second["explanation"]
     assert placement("mt-tls") == (ABSENT, running(True))
 
-    replan = lab.playbook(MIGRATE_PLAYBOOK, {"vm": "mt-tls", "to": DEST, "from": SOURCE}, check=True)
+    replan = lab.playbook(MIGRATE_PLAYBOOK, {"virtops_migrate_vm": "mt-tls", "virtops_migrate_to": DEST, "virtops_migrate_from": SOURCE}, check=True)
     assert replan.rc == 0, replan.describe()
     assert replan.task(SOURCE, MIGRATE_TASK)["changed"] is False
 
