@@ -131,10 +131,9 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
     started = env.clock()
     sources = validate_options(options, env.resolves_locally)
     warnings: list[str] = []
-    progress_path = None if check_mode else options.progress_path
 
     def waiting(line: str) -> None:
-        warning = publish_waiting(line, options.uri, progress_path, env.on_progress)
+        warning = publish_waiting(line, options.uri, progress_file(options, check_mode), env.on_progress)
         if warning:
             warnings.append(warning)
 
@@ -144,20 +143,31 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
         discovery = discover(options, sources, env.connect)
         placer = Placer(discovery.destinations, discovery.cpu_verdicts)
         plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
-        ledger = GuestLedger(discovery.source_name, plan, Progress(discovery.source_name, options.uri, check_mode),
-                             warnings)
-        writer = ProgressWriter(ledger.progress, progress_path, options.progress_interval, options.uri,
-                                env.connect, env.on_progress)
-        writer.start()
-        try:
-            end = move_guests(options, check_mode, plan, placer, ledger, env.migrator())
-        finally:
-            ledger.progress.finish()
-            warnings.extend(f"progress: {text}" for text in writer.stop())
-        if end.crash is not None:
-            raise RuntimeError(f"an evacuation worker crashed:\n{end.crash.trace}") from end.crash.error
-        rows = ledger.rows() + [left_row(entry, discovery.source_name) for entry in discovery.left]
+        rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings)
+        rows += [left_row(entry, discovery.source_name) for entry in discovery.left]
         return result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3))
+
+
+def progress_file(options: EvacuationOptions, check_mode: bool) -> str | None:
+    """Where progress is written: nowhere in check mode."""
+    return None if check_mode else options.progress_path
+
+
+def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationEnvironment, source_name: str,
+                  plan: PlacementPlan, placer: Placer, warnings: list[str]) -> list[dict[str, Any]]:
+    """Check, refuse or migrate the planned guests while their progress is published; returns their rows."""
+    ledger = GuestLedger(source_name, plan, Progress(source_name, options.uri, check_mode), warnings)
+    writer = ProgressWriter(ledger.progress, progress_file(options, check_mode), options.progress_interval,
+                            options.uri, env.connect, env.on_progress)
+    writer.start()
+    try:
+        end = move_guests(options, check_mode, plan, placer, ledger, env.migrator())
+    finally:
+        ledger.progress.finish()
+        warnings.extend(f"progress: {text}" for text in writer.stop())
+    if end.crash is not None:
+        raise RuntimeError(f"an evacuation worker crashed:\n{end.crash.trace}") from end.crash.error
+    return ledger.rows()
 
 
 def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPlan, placer: Placer,

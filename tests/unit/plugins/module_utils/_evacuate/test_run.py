@@ -808,3 +808,21 @@ def test_a_destination_lost_during_a_migration_keeps_that_guest_and_moves_the_re
     assert {(row["result"], row["to"]) for row in others} == {("migrated", "hv2")}
     assert [dom.name() for dom in hv(hosts, "hv1").domains.values()] == [lost[0]]
     assert each_on_one_host(hosts)
+
+
+def test_a_crashed_worker_is_raised_with_its_traceback_after_the_others_are_marked(hosts):
+    three_small_guests(hosts)
+    snapshots = []
+
+    def crashing(request, check):
+        raise ValueError(f"bug while moving {request.name}")
+
+    evac = evacuation(hosts, max_parallel=1, on_progress=snapshots.append).using(migrate_guest=crashing)
+    with pytest.raises(RuntimeError) as caught:
+        evac.run()
+    assert "an evacuation worker crashed" in str(caught.value) and "ValueError: bug while moving" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ValueError)
+    last = snapshots[-1]
+    assert last["finished"] is True
+    assert sorted(vm["state"] for vm in last["vms"]) == ["migrating", "not_started", "not_started"]
+    assert hosts.mutations == []
