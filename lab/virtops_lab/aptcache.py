@@ -19,6 +19,7 @@ APT_RETRIES = 2
 # (which apt retries) before apt would give up on it.
 APT_CACHE_UPSTREAM_TIMEOUT_S = 15
 
+
 def start_apt_cache(topology: Topology) -> None:
     """An apt-cacher-ng for the lab on the controller address: packages are fetched once."""
     cache_dir = CACHE_ROOT / "apt-cache" / topology.name
@@ -52,4 +53,3 @@ def apt_proxy_conf(topology: Topology) -> str:
         f'Acquire::http::Timeout "{APT_TIMEOUT_S}";\n'
         f'Acquire::Retries "{APT_RETRIES}";\n'
     )
-

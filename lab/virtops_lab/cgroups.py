@@ -74,7 +74,6 @@ def remove_cgroup_dirs(path: Path) -> None:
     path.rmdir()
 
 
-
 def spawn_in_cgroup(cmd: list[str], lab: str, unit: str, log_path: Path) -> subprocess.Popen:
     cgroups = [lab_cgroup(h, lab, unit) for h in cgroup_hierarchies()]
     for path in cgroups:
@@ -88,4 +87,3 @@ def spawn_in_cgroup(cmd: list[str], lab: str, unit: str, log_path: Path) -> subp
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                                 preexec_fn=enter_cgroup, close_fds=True)  # noqa: PLW1509 - single-threaded CLI
-

@@ -32,7 +32,6 @@ def known_labs() -> set[str]:
     return names
 
 
-
 def teardown(lab: str) -> None:
     """Remove every trace of one lab, whatever state a crash left it in."""
     state = state_dir(lab)
@@ -62,4 +61,3 @@ def remove_leftovers(name: str) -> None:
             teardown(lab)
         else:
             log(f"note: lab {lab} is running too; on this machine, names it shares with {name} resolve to {name}")
-

@@ -58,5 +58,3 @@ def write_inventory(topology: Topology, paths: LabPaths) -> Path:
     if LAB_GROUP_VARS.exists():
         group_vars.symlink_to(LAB_GROUP_VARS, target_is_directory=True)
     return inventory
-
-

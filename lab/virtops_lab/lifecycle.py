@@ -56,7 +56,6 @@ def lab_is_healthy(topology: Topology, paths: LabPaths) -> bool:
     return True
 
 
-
 def up(topology: Topology, recreate: bool) -> None:
     started = time.monotonic()
     paths = LabPaths(topology.name)
@@ -128,4 +127,3 @@ def status(asked: Topology, describe_asked: bool) -> int:
         healthy &= up_ok
         print(f"  {host.name:<6} {host.address:<15} processes {len(pids):>4}  systemd {reachable}")
     return 0 if healthy else 3
-

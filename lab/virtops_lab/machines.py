@@ -17,7 +17,6 @@ from virtops_lab.topology import Host, Topology
 BOOT_TIMEOUT = 90
 
 
-
 def new_machine_id() -> str:
     return os.urandom(16).hex()
 
@@ -51,12 +50,10 @@ def prepare_machine(topology: Topology, paths: LabPaths, root: Path, host: Host,
     return merged
 
 
-
 def machine_hosts_file(topology: Topology) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
     lines += [f"{address}\t{names}" for address, names in lab_name_table(topology)]
     return "\n".join(lines) + "\n"
-
 
 
 def resolv_conf() -> str:
@@ -127,4 +124,3 @@ def prepare_kvm(root: Path) -> bool:
     os.chown(kvm, 0, root_kvm_gid(root))
     kvm.chmod(0o660)
     return True
-

@@ -86,4 +86,3 @@ def default_route_interface() -> str:
     if not routes:
         raise LabError("this machine has no default route: the lab cannot reach the package registries")
     return routes[0]["dev"]
-

@@ -80,11 +80,9 @@ def build_root(root: Path) -> None:
     log(f"root built in {time.monotonic() - started:.0f} s")
 
 
-
 def root_kvm_gid(root: Path) -> int:
     for line in (root / "etc" / "group").read_text().splitlines():
         fields = line.split(":")
         if fields[0] == "kvm":
             return int(fields[2])
     raise LabError(f"{root} has no kvm group")
-

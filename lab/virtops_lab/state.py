@@ -81,4 +81,3 @@ def recorded_topology(paths: LabPaths) -> Topology | None:
     return Topology(name=data["name"], subnet=ipaddress.ip_network(data["subnet"]), domain=data["domain"],
                     hosts=[Host(h["name"], h["address"], h["groups"], h["export_dirs"]) for h in data["hosts"]],
                     source=str(paths.record))
-

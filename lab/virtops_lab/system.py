@@ -53,4 +53,3 @@ def wait_for_port(address: str, port: int, timeout: float, what: str) -> None:
         except OSError:
             time.sleep(0.3)
     raise LabError(f"{what} did not open {address}:{port} within {timeout:.0f} s")
-

@@ -102,4 +102,3 @@ def validate_topology(topology: Topology) -> None:
         seen.add(host.address)
         if len(topology.machine(host)) > 12:
             raise LabError(f"machine name {topology.machine(host)} is longer than 12 characters (interface names)")
-
