@@ -20,6 +20,6 @@ lab keeps its files), ``ssh`` (the one ssh command line), ``rootfs`` (the cached
 root), ``cgroups`` (a lab's processes), ``network`` (bridge, NAT, names), ``aptcache``,
 ``machines`` (overlay, nspawn, boot), ``inventory`` (the generated Ansible inventory),
 ``cleanup`` (what a lab leaves behind), ``lifecycle`` (up, down, status), ``cli``;
-``client`` (``Lab``), ``ansible_runs`` and ``guests``: how the integration tests, the benchmarks
-and the molecule runner reach a running lab (``make setup`` puts lab/ on the venv's import path).
+``client`` (``Lab``), ``ansible_runs`` and ``guests``: how the integration tests and the
+benchmarks reach a running lab (``make setup`` puts lab/ on the venv's import path).
 """
