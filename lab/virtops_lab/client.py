@@ -1,7 +1,8 @@
 """A running lab as tests and benchmarks reach it: its state, inventory and hosts, SSH, its command line.
 
-The integration tests (tests/integration) and the benchmarks (tests/bench) reach a lab through ``Lab``; SSH goes through the lab's one command line
-(``virtops_lab.ssh.ssh_command``) and every path through its state directory (``virtops_lab.state``).
+The integration tests (tests/integration) and the benchmarks (tests/bench) reach a lab through ``Lab``;
+SSH goes through the lab's one command line (``virtops_lab.ssh.ssh_command``) and every path through
+its state directory (``virtops_lab.state``).
 Ansible runs against a lab are in ``virtops_lab.ansible_runs``.
 """
 
