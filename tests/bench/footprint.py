@@ -13,8 +13,8 @@ For each tree: its tarball is built and installed (tests/packaging/artifact.py),
   ANSIBLE_KEEP_REMOTE_FILES=1 and its own remote temporary directory; its AnsiballZ wrapper (the
   arguments inside) is kept on the host and then run there as ``python3 AnsiballZ_migrate.py``,
   BEFORE and AFTER interleaved (the order alternating), ``--runs`` times each after one warm-up.
-  The time is the wall time of that whole process measured on the host (``date +%s.%N`` around it):
-  interpreter start, the wrapper unpacking its zip, imports, the module, its exit.
+  The time is that of the whole process on the host (bash's ``time`` around it: interpreter start, the
+  wrapper unpacking its zip, imports, the module, its exit): wall time, and CPU time (user + system).
 
     python tests/bench/footprint.py --lab vtl --runs 9 --markdown docs/benchmarks/footprint.md
 
@@ -28,6 +28,7 @@ import argparse
 import datetime
 import io
 import json
+import re
 import shlex
 import statistics
 import subprocess
@@ -138,6 +139,15 @@ def payload_of(tree: Tree, module: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- lab
 
 
+PROCESS_TIME = re.compile(r"^FOOTPRINT-TIME (\S+) (\S+) (\S+)$", re.MULTILINE)
+
+
+def timed_process(command: str) -> str:
+    """``command`` under bash's ``time``: its wall, user and system seconds on stderr (FOOTPRINT-TIME)."""
+    script = 'TIMEFORMAT="FOOTPRINT-TIME %3R %3U %3S"; time ' + command
+    return "bash -c " + shlex.quote(script)
+
+
 def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -184,11 +194,16 @@ class LabRun:
         return wrapper
 
     def run_wrapper(self, wrapper: str) -> dict[str, Any]:
-        """One run of the kept wrapper on the host: its process wall time and the module's own timings."""
-        process_s, result = self.lab.run_ansiballz(TASK_HOST, wrapper)
-        if result.get("failed") or result.get("changed") or process_s is None:
-            raise RuntimeError(f"{wrapper}: the re-run did not report ok/changed=false: {result}")
-        return {"process_s": round(process_s, 4), "timings": result.get("timings") or {}}
+        """One run of the kept wrapper on the host: the process's wall and CPU time, the module's own timings."""
+        proc = self.lab.ssh(TASK_HOST, timed_process(f"/usr/bin/python3 {shlex.quote(wrapper)}"))
+        measured = PROCESS_TIME.search(proc.stderr)
+        start = proc.stdout.find("{")
+        result = json.loads(proc.stdout[start:]) if start >= 0 else {}
+        if measured is None or result.get("failed") or result.get("changed") is not False:
+            raise RuntimeError(f"{wrapper}: the re-run did not report ok/changed=false: {proc.stdout[-2000:]}"
+                               f"{proc.stderr[-2000:]}")
+        wall, user, system = (float(value) for value in measured.groups())
+        return {"process_s": wall, "cpu_s": round(user + system, 3), "timings": result.get("timings") or {}}
 
 
 def interleaved(lab: LabRun, wrappers: dict[str, str], runs: int) -> dict[str, list[dict[str, Any]]]:
@@ -209,6 +224,8 @@ def process_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(samples),
         "process_s": [s["process_s"] for s in samples],
         "median_process_s": median([s["process_s"] for s in samples]),
+        "cpu_s": [s["cpu_s"] for s in samples],
+        "median_cpu_s": median([s["cpu_s"] for s in samples]),
         "median_timings": {phase: median([s["timings"][phase] for s in samples
                                           if isinstance(s["timings"].get(phase), (int, float))])
                            for phase in phases},
@@ -236,7 +253,7 @@ def ratio(after: float | None, before: float | None) -> float | None:
 def process_row(label: str, summary: dict[str, Any]) -> str:
     times = summary["process_s"]
     return (f"| {label} | {summary['median_process_s']:.3f} | {min(times):.3f} | {max(times):.3f} | "
-            f"{summary['median_timings'].get('total')} |")
+            f"{summary['median_cpu_s']:.3f} | {summary['median_timings'].get('total')} |")
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -281,15 +298,17 @@ def markdown(document: dict[str, Any]) -> str:
             "`changed: false`. Each tree's AnsiballZ wrapper (arguments inside) is kept on the host from one run",
             "through `ansible` (ANSIBLE_KEEP_REMOTE_FILES=1) and run there as `python3 AnsiballZ_migrate.py`:",
             f"one warm-up each, then {a['runs']} runs each, BEFORE and AFTER interleaved with the order alternating.",
-            "The time is the wall time of the whole process on the host (`date +%s.%N` around it: interpreter",
-            "start, unpacking, imports, the module, exit); `timings` are the module's own phases (median).",
+            "The time is that of the whole process on the host, from bash's `time` around it (interpreter start,",
+            "unpacking, imports, the module, exit): wall time, and CPU time (user + system), which depends less on",
+            "what else the shared machine runs. `timings` are the module's own phases (median).",
             "",
-            "| | median process s | min | max | module `timings.total` s |",
-            "|---|---:|---:|---:|---:|",
+            "| | median wall s | min | max | median CPU s (user+sys) | module `timings.total` s |",
+            "|---|---:|---:|---:|---:|---:|",
             process_row("before", b),
             process_row("after", a),
             "",
-            f"Ratio after / before of the median process time: **{ratio(a['median_process_s'], b['median_process_s'])}**.",
+            (f"Ratio after / before of the median wall time: **{ratio(a['median_process_s'], b['median_process_s'])}**; "
+             f"of the median CPU time: **{ratio(a['median_cpu_s'], b['median_cpu_s'])}**."),
             "",
             "Module phases (median seconds, from the result's `timings`):",
             "",
@@ -317,8 +336,11 @@ def print_summary(document: dict[str, Any]) -> None:
     process = document.get("process")
     if process:
         for label in trees:
-            print(f"process {label:7} median {process[label]['median_process_s']:.3f} s  samples {process[label]['process_s']}")
-        print(f"ratio after/before {ratio(process[trees[1]]['median_process_s'], process[trees[0]]['median_process_s'])}")
+            print(f"process {label:7} median wall {process[label]['median_process_s']:.3f} s "
+                  f"cpu {process[label]['median_cpu_s']:.3f} s  wall samples {process[label]['process_s']}")
+        before, after = process[trees[0]], process[trees[1]]
+        print(f"ratio after/before wall {ratio(after['median_process_s'], before['median_process_s'])} "
+              f"cpu {ratio(after['median_cpu_s'], before['median_cpu_s'])}")
 
 
 def main(argv: list[str]) -> int:
