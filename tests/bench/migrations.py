@@ -95,7 +95,7 @@ def run_module(lab: BenchLab, name: str, source: str, dest: str, options: dict[s
 def planned_flags(lab: BenchLab, name: str, source: str, dest: str, options: dict[str, Any] | None = None) -> list[str]:
     """The flags the module would use (a check-mode run), so virsh gets exactly the same."""
     args = {"name": name, "dest_uri": lab.dest_uri(dest), **(options or {})}
-    result = lab.support.module(source, "migrate", args, check=True)
+    result = lab.client.module(source, "migrate", args, check=True)
     flags = result.get("flags")
     if result.get("failed") or not flags:
         raise RuntimeError(f"check-mode migrate of {name} gave no flags: {result.get('msg')}")
