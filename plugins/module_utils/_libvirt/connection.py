@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -344,6 +343,8 @@ def diagnose_server_certificate(host: str, port: int, ca_file: str, timeout: flo
     the handshake before it returns (TLS 1.3 sends it right after the client's Finished), but only
     once this side has verified the server's certificate, so it counts as "verified".
     """
+    import ssl  # only a failed TLS open needs it: every other run starts without loading it
+
     for check_hostname in (False, True):
         try:
             context = ssl.create_default_context(cafile=ca_file)
