@@ -286,14 +286,18 @@ stats:
     - libvirt's statistics of the completed migration job (C(virDomainGetJobStats) with
       C(VIR_DOMAIN_JOB_STATS_COMPLETED)), from whichever host still has them. Times are in
       milliseconds and sizes in bytes.
-    - Keys include C(time_elapsed), C(downtime), C(setup_time), C(data_total), C(data_processed),
-      C(data_remaining), C(memory_iteration), C(memory_bps) and C(job_type). The exact set depends
-      on the libvirt and QEMU versions.
+    - Keys are libvirt's own, for example C(time_elapsed), C(downtime), C(setup_time), C(data_total),
+      C(data_processed), C(data_remaining), C(memory_iteration), C(memory_bps) and C(memory_dirty_rate)
+      (pages per second). The exact set depends on the libvirt and QEMU versions.
+    - C(job_type) (V(completed) here) and C(operation) (V(migration_out) or V(migration_in)) are libvirt's
+      codes as names, C(active) says whether the job still runs, and C(memory_dirty_rate_bytes) is the
+      dirty rate in bytes per second. M(virtops.migration.migration_job) returns the same keys.
     - Empty when nothing migrated.
   returned: success
   type: dict
-  sample: {job_type: completed, time_elapsed: 5123, downtime: 42, setup_time: 17, data_total: 1073741824,
-           data_processed: 1100000000, data_remaining: 0, memory_iteration: 3}
+  sample: {active: false, job_type: completed, operation: migration_in, time_elapsed: 5123, downtime: 42,
+           setup_time: 17, data_total: 1073741824, data_processed: 1100000000, data_remaining: 0,
+           memory_iteration: 3}
 policy_actions:
   description:
     - Every action of the convergence policy, with its time in seconds since the job started, the value,
@@ -356,10 +360,11 @@ error:
            libvirt_error: null, libvirt_error_code: null, hint: "fix the destination, or skip a check you know is
            wrong with preflight_skip"}
 last_job_stats:
-  description: The last live job statistics seen before a failed migration ended.
+  description: The last live job statistics seen before a failed migration ended, with the keys of RV(stats).
   returned: on migration failure
   type: dict
-  sample: {data_remaining: 524288000, memory_iteration: 12, memory_dirty_rate: 25000}
+  sample: {active: true, job_type: unbounded, operation: migration_out, data_remaining: 524288000,
+           memory_iteration: 12, memory_dirty_rate: 25000}
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib

@@ -119,25 +119,27 @@ uuid:
   sample: 6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10
 job:
   description:
-    - The job statistics (C(virDomainGetJobStats)) after the operation, with explicit names. Times are in
-      milliseconds, sizes in bytes and rates in bytes per second, unless the name says otherwise.
-    - C(active) says whether a job runs. C(type) is V(none), V(bounded), V(unbounded), V(completed),
+    - The job statistics (C(virDomainGetJobStats)) after the operation, under libvirt's own key names, as
+      M(virtops.migration.migrate) returns them in its C(stats). Times are in milliseconds, sizes in bytes
+      and rates in bytes per second; C(memory_dirty_rate) is in pages per second. The exact set depends on
+      the libvirt and QEMU versions.
+    - C(active) says whether a job runs. C(job_type) is V(none), V(bounded), V(unbounded), V(completed),
       V(failed) or V(cancelled). C(operation) is V(migration_out), V(migration_in) and so on.
-    - The statistics cover elapsed and remaining time, data and memory totals (processed and remaining),
-      disk progress, C(memory_bps) and C(memory_iteration).
-    - The dirty rate is given twice, in pages per second (C(memory_dirty_rate_pages)) and in bytes per second
-      (C(memory_dirty_rate_bytes)). C(expected_downtime_ms) is the downtime QEMU currently expects.
+    - The statistics cover elapsed and remaining time (C(time_elapsed), C(time_remaining)), data and memory
+      totals (processed and remaining), disk progress, C(memory_bps) and C(memory_iteration).
+    - The dirty rate is given twice, in pages per second (C(memory_dirty_rate)) and in bytes per second
+      (C(memory_dirty_rate_bytes)). C(downtime) is the downtime QEMU currently expects.
   returned: success
   type: dict
-  sample: {active: true, type: unbounded, operation: migration_out, time_elapsed_ms: 12000,
+  sample: {active: true, job_type: unbounded, operation: migration_out, time_elapsed: 12000,
            data_total: 2147483648, data_processed: 1800000000, data_remaining: 400000000, memory_iteration: 4,
-           memory_dirty_rate_pages: 25000, memory_page_size: 4096, memory_dirty_rate_bytes: 102400000,
-           memory_bps: 117000000, expected_downtime_ms: 310}
+           memory_dirty_rate: 25000, memory_page_size: 4096, memory_dirty_rate_bytes: 102400000,
+           memory_bps: 117000000, downtime: 310}
 last_job:
-  description: The job statistics just before the abort.
+  description: The job statistics just before the abort, with the keys of RV(job).
   returned: when O(operation=abort) aborted a job
   type: dict
-  sample: {active: true, type: unbounded, data_remaining: 400000000}
+  sample: {active: true, job_type: unbounded, operation: migration_out, data_remaining: 400000000}
 settings:
   description: Max downtime (ms) and bandwidth (MiB/s) as read back from libvirt (null when it cannot tell).
   returned: success
@@ -176,6 +178,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
     MigrationError,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._job.argspec import (
+    MIGRATION_JOB_REQUIRED_ONE_OF,
     migration_job_argument_spec,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
@@ -192,7 +195,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.depende
 def main() -> None:
     module = AnsibleModule(
         argument_spec=migration_job_argument_spec(),
-        required_one_of=[("name", "uuid")],
+        required_one_of=MIGRATION_JOB_REQUIRED_ONE_OF,
         supports_check_mode=True,
     )
     if not HAS_LIBVIRT:

@@ -12,7 +12,8 @@ For each tree: its tarball is built and installed (tests/packaging/artifact.py),
   (``changed=false``), on a lab hypervisor. The module runs once through ``ansible`` with
   ANSIBLE_KEEP_REMOTE_FILES=1 and its own remote temporary directory; its AnsiballZ wrapper (the
   arguments inside) is kept on the host and then run there as ``python3 AnsiballZ_migrate.py``,
-  BEFORE and AFTER interleaved (the order alternating), ``--runs`` times each after one warm-up.
+  BEFORE and AFTER interleaved (the order alternating), ``--runs`` times each after one warm-up, with
+  ``ansible.builtin.ping``'s wrapper (the floor: what any module's process costs on that host) among them.
   The time is that of the whole process on the host (bash's ``time`` around it: interpreter start, the
   wrapper unpacking its zip, imports, the module, its exit): wall time, and CPU time (user + system).
 
@@ -53,9 +54,10 @@ COLLECTION_PREFIX = "ansible_collections/virtops/migration/"
 MODULE_UTILS_PREFIX = COLLECTION_PREFIX + "plugins/module_utils/"
 DEFAULT_BEFORE = "0ac4fb6"
 GUEST = "fp1"
-GUEST_HOST = "hv1"   # where fp1 runs: the destination of the idempotent task
+GUEST_HOST = "hv3"   # where fp1 runs: the destination of the idempotent task (evacuation tests empty hv1)
 TASK_HOST = "hv2"    # where the task runs: its source, which no longer has the guest
 HOST_DIR = "/var/tmp/virtops-footprint"
+FLOOR = "floor"  # ansible.builtin.ping's wrapper on the same host: what any module's process costs there
 
 
 # ---------------------------------------------------------------------------------------- trees
@@ -175,23 +177,30 @@ class LabRun:
         self.lab.remove_guests([self.guest])
         self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}")
 
-    def keep_wrapper(self, tree: Tree) -> str:
-        """Run the task once with ``tree``'s collection, its wrapper kept; the wrapper's path on the host."""
-        remote_tmp = f"{HOST_DIR}/{tree.label}/tmp"
-        wrapper = f"{HOST_DIR}/{tree.label}/AnsiballZ_migrate.py"
-        self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}/{tree.label} && mkdir -p {remote_tmp}")
+    def keep_wrapper(self, label: str, module: str, args: dict[str, Any], collections: str) -> str:
+        """Run ``module`` once (ANSIBLE_COLLECTIONS_PATH ``collections``), its wrapper kept; its path on the host."""
+        remote_tmp = f"{HOST_DIR}/{label}/tmp"
+        wrapper = f"{HOST_DIR}/{label}/AnsiballZ_{module.rsplit('.', 1)[-1]}.py"
+        self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}/{label} && mkdir -p {remote_tmp}")
         env = self.lab.client.ansible_env()
-        env.update(ANSIBLE_COLLECTIONS_PATH=tree.collections, ANSIBLE_KEEP_REMOTE_FILES="1",
-                   ANSIBLE_REMOTE_TMP=remote_tmp)
-        proc = subprocess.run(self.lab.client.module_cmd(TASK_HOST, "migrate", self.args()), capture_output=True,
-                              text=True, env=env, cwd=operator_dir(), timeout=600, check=False)
+        env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_REMOTE_TMP=remote_tmp)
+        command = ["ansible", TASK_HOST, "-i", str(self.lab.client.inventory), "-m", module, "-a", json.dumps(args)]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=operator_dir(), timeout=600,
+                              check=False)
         results = Run.from_process(proc).results(TASK_HOST)
         result = results[-1] if results else {"failed": True, "msg": proc.stderr[-2000:]}
         if result.get("failed") or result.get("changed"):
-            raise RuntimeError(f"{tree.label}: the idempotent task did not report ok/changed=false: {result}")
-        self.lab.ssh(TASK_HOST, f"mv $(ls -1t {remote_tmp}/*/AnsiballZ_migrate.py | head -1) {wrapper} "
+            raise RuntimeError(f"{label}: {module} did not report ok/changed=false: {result}")
+        self.lab.ssh(TASK_HOST, f"mv $(ls -1t {remote_tmp}/*/{Path(wrapper).name} | head -1) {wrapper} "
                                 f"&& rm -rf {remote_tmp}")
         return wrapper
+
+    def keep_wrappers(self, trees: list[Tree]) -> dict[str, str]:
+        """The idempotent migrate task's wrapper of each tree, then the floor's (ansible.builtin.ping)."""
+        wrappers = {tree.label: self.keep_wrapper(tree.label, "virtops.migration.migrate", self.args(), tree.collections)
+                    for tree in trees}
+        wrappers[FLOOR] = self.keep_wrapper(FLOOR, "ansible.builtin.ping", {}, trees[-1].collections)
+        return wrappers
 
     def run_wrapper(self, wrapper: str) -> dict[str, Any]:
         """One run of the kept wrapper on the host: the process's wall and CPU time, the module's own timings."""
@@ -199,7 +208,7 @@ class LabRun:
         measured = PROCESS_TIME.search(proc.stderr)
         start = proc.stdout.find("{")
         result = json.loads(proc.stdout[start:]) if start >= 0 else {}
-        if measured is None or result.get("failed") or result.get("changed") is not False:
+        if measured is None or result.get("failed") or result.get("changed"):
             raise RuntimeError(f"{wrapper}: the re-run did not report ok/changed=false: {proc.stdout[-2000:]}"
                                f"{proc.stderr[-2000:]}")
         wall, user, system = (float(value) for value in measured.groups())
@@ -207,7 +216,7 @@ class LabRun:
 
 
 def interleaved(lab: LabRun, wrappers: dict[str, str], runs: int) -> dict[str, list[dict[str, Any]]]:
-    """``runs`` samples per tree after one warm-up each, the trees' order alternating run by run."""
+    """``runs`` samples per wrapper after one warm-up each, the order alternating run by run."""
     labels = list(wrappers)
     for label in labels:
         lab.run_wrapper(wrappers[label])
@@ -236,7 +245,7 @@ def measure_on_lab(lab_name: str, trees: list[Tree], runs: int) -> dict[str, Any
     lab = LabRun(lab_name, trees[-1])
     lab.create_guest()
     try:
-        wrappers = {tree.label: lab.keep_wrapper(tree) for tree in trees}
+        wrappers = lab.keep_wrappers(trees)
         samples = interleaved(lab, wrappers, runs)
     finally:
         lab.remove_guest()
@@ -254,6 +263,13 @@ def process_row(label: str, summary: dict[str, Any]) -> str:
     times = summary["process_s"]
     return (f"| {label} | {summary['median_process_s']:.3f} | {min(times):.3f} | {max(times):.3f} | "
             f"{summary['median_cpu_s']:.3f} | {summary['median_timings'].get('total')} |")
+
+
+def above(summary: dict[str, Any], floor: dict[str, Any]) -> str:
+    """How much more than the floor a series takes: wall and CPU seconds of the medians."""
+    wall = summary["median_process_s"] - floor["median_process_s"]
+    cpu = summary["median_cpu_s"] - floor["median_cpu_s"]
+    return f"{wall:.3f} s wall / {cpu:.3f} s CPU"
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -297,7 +313,8 @@ def markdown(document: dict[str, Any]) -> str:
             "finds no guest here, connects to the destination over TLS, finds the guest there and returns",
             "`changed: false`. Each tree's AnsiballZ wrapper (arguments inside) is kept on the host from one run",
             "through `ansible` (ANSIBLE_KEEP_REMOTE_FILES=1) and run there as `python3 AnsiballZ_migrate.py`:",
-            f"one warm-up each, then {a['runs']} runs each, BEFORE and AFTER interleaved with the order alternating.",
+            (f"one warm-up each, then {a['runs']} runs each, BEFORE, AFTER and the floor interleaved, the order "
+             "alternating."),
             "The time is that of the whole process on the host, from bash's `time` around it (interpreter start,",
             "unpacking, imports, the module, exit): wall time, and CPU time (user + system), which depends less on",
             "what else the shared machine runs. `timings` are the module's own phases (median).",
@@ -306,9 +323,15 @@ def markdown(document: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
             process_row("before", b),
             process_row("after", a),
+            process_row("floor: ansible.builtin.ping", process[FLOOR]),
             "",
             (f"Ratio after / before of the median wall time: **{ratio(a['median_process_s'], b['median_process_s'])}**; "
              f"of the median CPU time: **{ratio(a['median_cpu_s'], b['median_cpu_s'])}**."),
+            "",
+            "The floor is ansible-core's own: `ansible.builtin.ping`'s wrapper kept and run the same way on the",
+            "same host, interleaved with the others (interpreter start, unpacking, `ansible.module_utils.basic`).",
+            (f"Above it, the migrate process takes {above(b, process[FLOOR])} (before) and "
+             f"{above(a, process[FLOOR])} (after)."),
             "",
             "Module phases (median seconds, from the result's `timings`):",
             "",
@@ -335,7 +358,7 @@ def print_summary(document: dict[str, Any]) -> None:
         print(f"payload {module:14} {row}")
     process = document.get("process")
     if process:
-        for label in trees:
+        for label in [*trees, FLOOR]:
             print(f"process {label:7} median wall {process[label]['median_process_s']:.3f} s "
                   f"cpu {process[label]['median_cpu_s']:.3f} s  wall samples {process[label]['process_s']}")
         before, after = process[trees[0]], process[trees[1]]

@@ -43,6 +43,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.depende
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     lookup_by_uuid,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.job_stats import (
+    job_statistics,
+)
 
 SNAPSHOT_VERSION = 1
 OnSnapshot = Callable[[dict[str, Any]], Any]
@@ -225,7 +228,7 @@ class ProgressWriter:
 
 
 def job_stats(conn: Any, uuid: str) -> dict[str, Any] | None:
-    """The running job's statistics of the domain ``uuid``; None when it has none (or it is ending)."""
+    """The running job's statistics of the domain ``uuid`` (job_statistics); None when it has none (or it is ending)."""
     dom = lookup_by_uuid(conn, uuid)
     if dom is None:
         return None
@@ -235,7 +238,7 @@ def job_stats(conn: Any, uuid: str) -> dict[str, Any] | None:
         return None  # the job is ending; the worker reports the outcome
     if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) == libvirt.VIR_DOMAIN_JOB_NONE:
         return None
-    return stats
+    return job_statistics(stats)
 
 
 def publish_waiting(line: str, source_uri: str, path: str | None, on_snapshot: OnSnapshot | None) -> str | None:

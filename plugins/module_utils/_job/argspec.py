@@ -5,7 +5,11 @@
 # NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
 # disappear without notice; do not import it from other collections.
 
-"""The migration_job module's argument spec."""
+"""The migration_job module's argument spec.
+
+Defaults come from JobRequest, the request the operations run with; the spec is where the
+operation's name and the need for one of name or uuid are checked.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     OPERATIONS,
+    JobRequest,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.argspec import (
     source_connection_argument_spec,
@@ -20,14 +25,18 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.argspec
 
 
 def migration_job_argument_spec() -> dict[str, Any]:
+    defaults = JobRequest()
     spec = source_connection_argument_spec()
     spec.update({
         "dest_uri": {"type": "str"},
         "name": {"type": "str"},
         "uuid": {"type": "str"},
-        "operation": {"type": "str", "default": "info", "choices": list(OPERATIONS)},
+        "operation": {"type": "str", "default": defaults.operation, "choices": list(OPERATIONS)},
         "max_downtime": {"type": "int"},
         "bandwidth": {"type": "int"},
-        "wait_timeout": {"type": "float", "default": 60.0},
+        "wait_timeout": {"type": "float", "default": defaults.wait_timeout},
     })
     return spec
+
+
+MIGRATION_JOB_REQUIRED_ONE_OF = [("name", "uuid")]

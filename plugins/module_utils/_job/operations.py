@@ -5,10 +5,12 @@
 # NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
 # disappear without notice; do not import it from other collections.
 
-"""Control a running migration job (the tutorial's monitor commands).
+"""Control a running migration job: QEMU's migration monitor commands as operations.
 
 ``info migrate`` -> ``info``; ``migrate_cancel`` -> ``abort``;
 ``migrate_set_downtime`` / ``migrate_set_speed`` -> ``tune``; and ``postcopy``.
+The module's argument spec checks the operation's name (OPERATIONS) and that one of name or uuid
+is given; ``validate_job_request`` checks what the spec cannot express.
 """
 
 from __future__ import annotations
@@ -40,10 +42,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     lookup_by_uuid,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.job_stats import (
-    friendly_job_stats,
+    job_statistics,
 )
 
 OPERATIONS = ("info", "abort", "tune", "postcopy")
+ABORT_WAIT_SECONDS = 60.0  # how long abort waits for the job to be gone
+POLL_SECONDS = 0.5  # between two reads of the job while abort waits
+
 
 @dataclass
 class JobRequest:
@@ -54,7 +59,7 @@ class JobRequest:
     uuid: str | None = None
     max_downtime: int | None = None
     bandwidth: int | None = None
-    wait_timeout: float = 60.0
+    wait_timeout: float = ABORT_WAIT_SECONDS
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> JobRequest:
@@ -69,10 +74,6 @@ def validate_job_request(request: JobRequest) -> None:
     def refuse(message: str) -> ValidationError:
         return ValidationError("validate options", message, **request.context())
 
-    if request.operation not in OPERATIONS:
-        raise refuse("operation: unknown value {!r} (choose from {})".format(request.operation, ", ".join(OPERATIONS)))
-    if not request.name and not request.uuid:
-        raise refuse("one of name or uuid is required")
     for option in ("max_downtime", "bandwidth", "wait_timeout"):
         value = getattr(request, option)
         if value is not None and value < 0:
@@ -97,7 +98,7 @@ class JobController:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
         connect: Callable[..., Any] = open_connection,
-        poll_seconds: float = 0.5,
+        poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.request = request
         self.check_mode = check_mode
@@ -131,7 +132,7 @@ class JobController:
 
     def stats(self) -> dict[str, Any]:
         try:
-            return friendly_job_stats(self.dom.jobStats(0))
+            return job_statistics(self.dom.jobStats(0))
         except libvirt.libvirtError as exc:
             raise JobError.from_libvirt("read job stats", exc, **self.request.context())
 

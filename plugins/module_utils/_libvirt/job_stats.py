@@ -5,44 +5,39 @@
 # NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
 # disappear without notice; do not import it from other collections.
 
-"""libvirt's job statistics, read the same way by every module: names that say what they hold."""
+"""libvirt's job statistics, in the one vocabulary every module returns.
+
+Every statistic keeps libvirt's own key name (``virDomainGetJobStats``, the ``VIR_DOMAIN_JOB_*``
+typed parameters): times in milliseconds (``time_elapsed``, ``time_remaining``, ``downtime``,
+``setup_time``), sizes in bytes (``data_*``, ``memory_*``, ``disk_*``), rates in bytes per second
+(``memory_bps``, ``disk_bps``), ``memory_dirty_rate`` in pages per second, ``errmsg`` the failure's
+text. Which keys are there depends on the libvirt and QEMU versions and on the job.
+
+The two codes are returned as names, and two fields are derived:
+
+- ``job_type`` (libvirt's ``type``): none, bounded, unbounded, completed, failed or cancelled;
+- ``operation``: migration_out, migration_in, save, restore, dump, snapshot, backup, start or
+  unknown; None when libvirt does not say;
+- ``active``: whether the job still runs (bounded or unbounded);
+- ``memory_dirty_rate_bytes``: ``memory_dirty_rate`` times ``memory_page_size``, when both are there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     libvirt,
 )
 
-# libvirt job-stats key -> returned name
-STAT_NAMES = {
-    "time_elapsed": "time_elapsed_ms",
-    "time_remaining": "time_remaining_ms",
-    "data_total": "data_total",
-    "data_processed": "data_processed",
-    "data_remaining": "data_remaining",
-    "memory_total": "memory_total",
-    "memory_processed": "memory_processed",
-    "memory_remaining": "memory_remaining",
-    "memory_bps": "memory_bps",
-    "memory_dirty_rate": "memory_dirty_rate_pages",
-    "memory_page_size": "memory_page_size",
-    "memory_iteration": "memory_iteration",
-    "memory_postcopy_requests": "memory_postcopy_requests",
-    "disk_total": "disk_total",
-    "disk_processed": "disk_processed",
-    "disk_remaining": "disk_remaining",
-    "disk_bps": "disk_bps",
-    "downtime": "expected_downtime_ms",
-    "setup_time": "setup_time_ms",
-    "auto_converge_throttle": "auto_converge_throttle",
-    "compression_bytes": "compression_bytes",
-    "errmsg": "error_message",
-}
+# libvirt's keys that this vocabulary replaces by names (``job_type``, ``operation``)
+CODE_KEYS = ("type", "operation")
+OPERATIONS = ("MIGRATION_OUT", "MIGRATION_IN", "SAVE", "RESTORE", "DUMP", "SNAPSHOT", "BACKUP", "START")
 
 
 def job_type_name(code: int) -> str:
+    """The name of a ``VIR_DOMAIN_JOB_*`` type code (the code itself, as text, when unknown)."""
     names = {
         libvirt.VIR_DOMAIN_JOB_NONE: "none", libvirt.VIR_DOMAIN_JOB_BOUNDED: "bounded",
         libvirt.VIR_DOMAIN_JOB_UNBOUNDED: "unbounded", libvirt.VIR_DOMAIN_JOB_COMPLETED: "completed",
@@ -52,22 +47,27 @@ def job_type_name(code: int) -> str:
 
 
 def operation_name(code: int | None) -> str | None:
+    """The name of a ``VIR_DOMAIN_JOB_OPERATION_*`` code; None when there is none."""
     if code is None:
         return None
-    for suffix in ("MIGRATION_OUT", "MIGRATION_IN", "SAVE", "RESTORE", "DUMP", "SNAPSHOT", "BACKUP", "START"):
+    for suffix in OPERATIONS:
         if getattr(libvirt, "VIR_DOMAIN_JOB_OPERATION_" + suffix, None) == code:
             return suffix.lower()
     return "unknown"
 
 
-def friendly_job_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    """jobStats() with names that say what they hold, plus the dirty rate in bytes/s."""
+def job_is_running(code: int) -> bool:
+    return code in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED)
+
+
+def job_statistics(stats: Mapping[str, Any]) -> dict[str, Any]:
+    """``jobStats()`` in the modules' vocabulary (see the module docstring); {} when nothing was read."""
+    if not stats:
+        return {}
     code = stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE)
-    shown: dict[str, Any] = {"active": code in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED),
-                             "type": job_type_name(code), "operation": operation_name(stats.get("operation"))}
-    for key, name in STAT_NAMES.items():
-        if key in stats:
-            shown[name] = stats[key]
+    shown: dict[str, Any] = {"active": job_is_running(code), "job_type": job_type_name(code),
+                             "operation": operation_name(stats.get("operation"))}
+    shown.update((key, value) for key, value in stats.items() if key not in CODE_KEYS)
     if "memory_dirty_rate" in stats and "memory_page_size" in stats:
         shown["memory_dirty_rate_bytes"] = stats["memory_dirty_rate"] * stats["memory_page_size"]
     return shown

@@ -63,7 +63,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     migratable_xml,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.job_stats import (
-    job_type_name,
+    job_statistics,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.monitor import (
     RECONNECT_SECONDS,
@@ -157,14 +157,6 @@ class RunState:
 def undefine_flags() -> int:
     """Keep NVRAM and TPM state: on shared storage the destination uses them."""
     return libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM | libvirt.VIR_DOMAIN_UNDEFINE_KEEP_TPM
-
-
-def friendly_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    """Completed-job stats with the job type and operation as names."""
-    shown = {key: value for key, value in stats.items() if key not in ("type", "operation")}
-    if "type" in stats:
-        shown["job_type"] = job_type_name(stats["type"])
-    return shown
 
 
 def placement_as_checked(after: dict[str, Any], unchecked: list[str]) -> dict[str, Any]:
@@ -749,7 +741,7 @@ class Migrator:
         details = {
             "changed": bool(self.state.recovery), "recovery": list(self.state.recovery), "policy_actions": list(self.state.policy_actions),
             "unreachable": unchecked,
-            "placement": after, "last_job_stats": friendly_stats(outcome.last_stats)}
+            "placement": after, "last_job_stats": job_statistics(outcome.last_stats)}
         if isinstance(error, MigrateCallAbandoned):  # not libvirt's words: no "libvirt said"
             raise MigrationFailed("migrate", message, hint=hint, details=details, **self.context())
         raise MigrationFailed.from_libvirt("migrate", error, message, hint=hint, details=details, **self.context())
@@ -814,7 +806,7 @@ class Migrator:
             except libvirt.libvirtError:
                 continue
             if stats and stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
-                return friendly_stats(stats)
+                return job_statistics(stats)
         return {}
 
     def result(self) -> dict[str, Any]:

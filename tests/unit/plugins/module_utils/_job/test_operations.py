@@ -15,9 +15,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     JobController,
     JobRequest,
-    friendly_job_stats,
 )
 from ansible_collections.virtops.migration.plugins.modules import migration_job
+from module_runner import run_module_main
 
 DEST = "qemu+tls://hv2.example.com/system"
 
@@ -36,18 +36,6 @@ def control(world, check_mode=False, **params):
     return JobController(request, check_mode=check_mode, clock=world.clock, sleep=world.tick)
 
 
-def test_friendly_job_stats_names_and_dirty_rate_in_bytes():
-    shown = friendly_job_stats(lv.sample(400, total=1000, iteration=4, elapsed=12000, dirty_rate=25000))
-    assert shown["active"] is True
-    assert (shown["type"], shown["operation"]) == ("unbounded", "migration_out")
-    assert shown["time_elapsed_ms"] == 12000
-    assert (shown["data_total"], shown["data_processed"], shown["data_remaining"]) == (1000, 600, 400)
-    assert shown["memory_iteration"] == 4
-    assert shown["memory_dirty_rate_pages"] == 25000
-    assert shown["memory_dirty_rate_bytes"] == 25000 * 4096
-    assert shown["expected_downtime_ms"] == 300
-
-
 def test_info_reports_live_stats_and_settings(world):
     migrating(world)
     result = control(world).run()
@@ -63,7 +51,7 @@ def test_info_reports_live_stats_and_settings(world):
 def test_info_without_job(world):
     world.hosts["qemu:///system"].add_domain("vm1")
     result = control(world).run()
-    assert result["job"] == {"active": False, "type": "none", "operation": None}
+    assert result["job"] == {"active": False, "job_type": "none", "operation": None}
 
 
 def test_tune_sets_and_reads_back(world):
@@ -171,7 +159,6 @@ def test_postcopy_without_job(world):
     ({"operation": "info", "bandwidth": 5}, "only apply to operation tune"),
     ({"operation": "tune", "bandwidth": -1}, "bandwidth must not be negative"),
     ({"operation": "tune", "max_downtime": -1}, "max_downtime must not be negative"),
-    ({"operation": "cancel"}, "unknown value 'cancel'"),
     ({"uri": "qemu+tls:/hv1"}, "malformed"),
 ])
 def test_bad_job_inputs(world, params, message):
@@ -192,8 +179,24 @@ def test_module_main_info(world, capsys):
         migration_job.main()
     result = json.loads(capsys.readouterr().out)
     assert caught.value.code == 0
-    assert result["job"]["memory_dirty_rate_pages"] == 25000
+    assert result["job"]["memory_dirty_rate"] == 25000
     assert "diff" not in result
+
+
+def test_module_refuses_an_unknown_operation(world, capsys):
+    migrating(world)
+    code, result = run_module_main(migration_job.main, {"name": "vm1", "operation": "cancel"}, capsys)
+    assert code == 1
+    assert "value of operation must be one of: info, abort, tune, postcopy, got: cancel" in result["msg"]
+    assert world.mutations == []
+
+
+def test_module_needs_name_or_uuid(world, capsys):
+    migrating(world)
+    code, result = run_module_main(migration_job.main, {"operation": "info"}, capsys)
+    assert code == 1
+    assert "one of the following is required: name, uuid" in result["msg"]
+    assert world.calls == []
 
 
 def test_module_main_failure(world, capsys):
