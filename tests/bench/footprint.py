@@ -184,7 +184,8 @@ class LabRun:
         self.lab.ssh(TASK_HOST, f"rm -rf {HOST_DIR}/{label} && mkdir -p {remote_tmp}")
         env = self.lab.client.ansible_env()
         env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_KEEP_REMOTE_FILES="1", ANSIBLE_REMOTE_TMP=remote_tmp)
-        command = ["ansible", TASK_HOST, "-i", str(self.lab.client.inventory), "-m", module, "-a", json.dumps(args)]
+        command = ["ansible", TASK_HOST, "-i", str(self.lab.client.inventory), "-m", module]
+        command += ["-a", json.dumps(args)] if args else []
         proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=operator_dir(), timeout=600,
                               check=False)
         results = Run.from_process(proc).results(TASK_HOST)
