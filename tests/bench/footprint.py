@@ -263,7 +263,7 @@ def ratio(after: float | None, before: float | None) -> float | None:
 def process_row(label: str, summary: dict[str, Any]) -> str:
     times = summary["process_s"]
     return (f"| {label} | {summary['median_process_s']:.3f} | {min(times):.3f} | {max(times):.3f} | "
-            f"{summary['median_cpu_s']:.3f} | {summary['median_timings'].get('total')} |")
+            f"{summary['median_cpu_s']:.3f} | {summary['median_timings'].get('total', '-')} |")
 
 
 def above(summary: dict[str, Any], floor: dict[str, Any]) -> str:
@@ -342,7 +342,8 @@ def markdown(document: dict[str, Any]) -> str:
         for phase in sorted(set(b["median_timings"]) | set(a["median_timings"])):
             lines.append(f"| {phase} | {b['median_timings'].get(phase)} | {a['median_timings'].get(phase)} |")
         lines += ["", "Every sample (process s): before " + ", ".join(f"{v:.3f}" for v in b["process_s"])
-                  + "; after " + ", ".join(f"{v:.3f}" for v in a["process_s"]) + "."]
+                  + "; after " + ", ".join(f"{v:.3f}" for v in a["process_s"])
+                  + "; floor " + ", ".join(f"{v:.3f}" for v in process[FLOOR]["process_s"]) + "."]
     lines += ["", "## Files in each payload (lines)", ""]
     for module in MODULES:
         b, a = document["payload"][before][module]["paths"], document["payload"][after][module]["paths"]
