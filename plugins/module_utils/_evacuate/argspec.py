@@ -36,9 +36,9 @@ def evacuate_argument_spec() -> dict[str, Any]:
     spec.update({
         "destinations": {"type": "list", "elements": "raw", "required": True},
         "include": {"type": "list", "elements": "str", "default": list(defaults.include)},
-        "exclude": {"type": "list", "elements": "str", "default": []},
+        "exclude": {"type": "list", "elements": "str", "default": list(defaults.exclude)},
         "stopped_guests": {"type": "str", "default": defaults.stopped_guests, "choices": list(STOPPED_GUESTS_CHOICES)},
-        "maintenance_hosts": {"type": "list", "elements": "str", "default": []},
+        "maintenance_hosts": {"type": "list", "elements": "str", "default": list(defaults.maintenance_hosts)},
         "memory_reserve_mib": {"type": "int", "default": defaults.memory_reserve_mib},
         "max_parallel": {"type": "int", "default": defaults.max_parallel},
         "max_parallel_per_destination": {"type": "int", "default": defaults.max_parallel_per_destination},

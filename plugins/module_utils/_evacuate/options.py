@@ -55,7 +55,7 @@ class DestinationSpec:
     tls_destination: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvacuationOptions:
     """The evacuate module's options, typed; ``migration`` holds the shared tuning options."""
 

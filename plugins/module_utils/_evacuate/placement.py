@@ -55,7 +55,7 @@ def mib(kib: int) -> int:
     return int(kib) // KIB_PER_MIB
 
 
-@dataclass
+@dataclass(frozen=True)
 class GuestToMove:
     """A guest of the evacuated host that is to move, as discovery found it."""
 

@@ -176,7 +176,7 @@ def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPla
     placed = [item for item in plan.assignments if item.placed]
 
     def migrate(item: Assignment) -> GuestOutcome:
-        return migration_outcome(migrate_guest, guest_request(options, item), check_mode)
+        return migration_outcome(migrate_guest, options, item, check_mode)
 
     if check_mode:
         for item in placed:
@@ -199,13 +199,11 @@ def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPla
     return end
 
 
-def guest_request(options: EvacuationOptions, item: Assignment) -> MigrationRequest:
-    return options.guest_request(item.destination or "", item.guest.name, item.guest.uuid, item.guest.mode)
-
-
-def migration_outcome(migrate_guest: MigrateGuest, request: MigrationRequest, check_mode: bool) -> GuestOutcome:
-    """The migrate module's code path for one guest, and what it means for the guest's row."""
+def migration_outcome(migrate_guest: MigrateGuest, options: EvacuationOptions, item: Assignment,
+                      check_mode: bool) -> GuestOutcome:
+    """The migrate module's code path for ``item``'s guest, and what it means for the guest's row."""
     try:
+        request = options.guest_request(item.destination or "", item.guest.name, item.guest.uuid, item.guest.mode)
         result = migrate_guest(request, check_mode)
     except MigrationError as error:
         details = error.to_result()
