@@ -7,7 +7,7 @@
 
 """libvirt connection URIs and connections.
 
-URI form (libvirt docs/uri.rst):
+URI form (libvirt's connection URIs):
 ``driver[+transport]://[user@][host][:port]/[path][?extra]``.
 """
 
@@ -293,9 +293,6 @@ def _with_files(text: str | None, pki: ClientPKI) -> str | None:
     return text.format(ca_file=pki.ca_file, client_cert=pki.client_cert, client_key=pki.client_key)
 
 
-CONNECTION_HINTS = tuple((needle, _with_files(hint, SYSTEM_PKI)) for needle, (_cause, hint) in CONNECTION_DIAGNOSES)
-
-
 def connection_diagnosis(libvirt_text: str, pki: ClientPKI = SYSTEM_PKI) -> tuple[str | None, str]:
     """The cause (None when libvirt's text says it well enough) and what to do next, from libvirt's text.
 
@@ -306,16 +303,6 @@ def connection_diagnosis(libvirt_text: str, pki: ClientPKI = SYSTEM_PKI) -> tupl
         if needle in lowered:
             return _with_files(cause, pki), _with_files(hint, pki) or ""
     return None, "check that libvirtd runs on that host and that this URI works with virsh -c"
-
-
-def connection_hint(libvirt_text: str, pki: ClientPKI = SYSTEM_PKI) -> str:
-    """Pick what-to-do-next advice for a failed connection from libvirt's text."""
-    return connection_diagnosis(libvirt_text, pki)[1]
-
-
-def client_ca_file(uri: LibvirtURI) -> str:
-    """The CA file libvirt's client uses for this URI (pkipath, else the user's or the system tree)."""
-    return client_pki(uri).ca_file
 
 
 def diagnose_failed_open(uri: str, role: str, libvirt_text: str) -> tuple[str | None, str]:

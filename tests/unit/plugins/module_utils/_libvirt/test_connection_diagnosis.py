@@ -50,6 +50,17 @@ def test_texts_that_say_enough_keep_libvirts_wording():
     assert connection_diagnosis("unable to connect to server at 'hv2:16514': Connection refused")[0] is None
 
 
+@pytest.mark.parametrize("text,needle", [
+    ("authentication failed: Failed to verify peer's certificate", "SANs"),
+    ("Client's DN is not allowed", "tls_allowed_dn_list"),
+    ("unable to connect to server at 'hv2:16514': Connection refused", "libvirtd-tls.socket"),
+    ("Cannot recv data: Name or service not known", "does not resolve"),
+    ("something else entirely", "virsh -c"),
+])
+def test_connection_hints(text, needle):
+    assert needle in connection_diagnosis(text)[1]
+
+
 def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import fake_libvirt as lv
 import pytest
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
-    connection_hint,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     DiskSpec,
     DomainInfo,
@@ -119,14 +116,3 @@ def test_networks_bridges_and_direct(world):
     assert result.status == "failed"
     assert "interface eth9" in result.message
     assert "br0" not in result.message
-
-
-@pytest.mark.parametrize("text,needle", [
-    ("authentication failed: Failed to verify peer's certificate", "SANs"),
-    ("Client's DN is not allowed", "tls_allowed_dn_list"),
-    ("unable to connect to server at 'hv2:16514': Connection refused", "libvirtd-tls.socket"),
-    ("Cannot recv data: Name or service not known", "does not resolve"),
-    ("something else entirely", "virsh -c"),
-])
-def test_connection_hints(text, needle):
-    assert needle in connection_hint(text)
