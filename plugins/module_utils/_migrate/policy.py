@@ -253,9 +253,5 @@ class ConvergencePolicy:
             self.escalated = POSTCOPY
             self._record(now, NOTE, "migration switched to post-copy outside the policy")
 
-    def record_note(self, now: float, text: str) -> PolicyAction:
-        """Record something the monitor observed (e.g. libvirt refused an action)."""
-        return self._record(now, NOTE, text)
-
     def summary(self) -> list[dict[str, Any]]:
         return [action.as_dict() for action in self.actions]

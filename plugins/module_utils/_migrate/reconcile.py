@@ -7,7 +7,7 @@
 
 """Reconciliation: what is found on both hosts (by UUID) -> what to do.
 
-The table of ARCHITECTURE.md, extended with the cases it implies:
+The decision, by what each host holds:
 
 | source              | destination          | action                                 | changed |
 |---------------------|----------------------|----------------------------------------|---------|
@@ -98,7 +98,7 @@ class Reconciliation:
         return "+".join(self.actions) if self.actions else "none"
 
 
-def _fail_not_found(request: MigrationRequest) -> DomainNotFound:
+def domain_not_found(request: MigrationRequest) -> DomainNotFound:
     key = request.uuid or request.name
     return DomainNotFound(
         "reconcile",
@@ -129,10 +129,8 @@ def _describe(info: DomainInfo) -> str:
     return f"{info.state} ({info.reason}, {kind})"
 
 
-def _both_active(request: MigrationRequest, observed: Observed) -> Reconciliation:
-    source, dest = observed.source, observed.destination
-    if not (source is not None and dest is not None):
-        raise AssertionError("internal state: expected source is not None and dest is not None")
+def _both_active(request: MigrationRequest, observed: Observed, source: DomainInfo,
+                 dest: DomainInfo) -> Reconciliation:
     if source.reason == "postcopy_failed" and dest.postcopy_state:
         if request.post_copy:
             return Reconciliation(
@@ -217,10 +215,7 @@ def _source_paused(request: MigrationRequest, source: DomainInfo) -> Reconciliat
         [f"the domain is {describe_pause(source.reason)}: it moves paused and stays paused on the destination"])
 
 
-def _dest_active(request: MigrationRequest, observed: Observed) -> Reconciliation:
-    source, dest = observed.source, observed.destination
-    if not (dest is not None):
-        raise AssertionError("internal state: expected dest is not None")
+def _dest_active(request: MigrationRequest, source: DomainInfo | None, dest: DomainInfo) -> Reconciliation:
     actions: list[str] = []
     reasons: list[str] = []
     warnings: list[str] = []
@@ -249,9 +244,9 @@ def _dest_active(request: MigrationRequest, observed: Observed) -> Reconciliatio
     return Reconciliation(actions, True, "{}; {}".format(head, "; ".join(reasons)), warnings)
 
 
-def _none_active(request: MigrationRequest, observed: Observed) -> Reconciliation:
-    source, dest = observed.source, observed.destination
-    if source is not None and dest is None:
+def _source_inactive(request: MigrationRequest, dest: DomainInfo | None) -> Reconciliation:
+    """Shut off on the source; shut off on the destination too, or absent there."""
+    if dest is None:
         if request.live:
             raise ValidationError(
                 "reconcile", "domain is shut off on the source; a live migration needs a running domain",
@@ -259,17 +254,18 @@ def _none_active(request: MigrationRequest, observed: Observed) -> Reconciliatio
                 **request.context())
         return Reconciliation([MIGRATE_OFFLINE], True,
                               "shut off and defined on source only: offline migration of its definition")
-    if source is not None and dest is not None:
-        if request.live:
-            raise ValidationError(
-                "reconcile", "domain is defined on both hosts but running on neither",
-                hint="start it on the host that should run it, or use live: false", **request.context())
-        if request.undefine_source:
-            return Reconciliation([UNDEFINE_SOURCE], True, "defined (shut off) on both hosts: undefining "
-                                  "the source's definition (undefine_source: true)")
-        return Reconciliation([], False, "defined (shut off) on both hosts; undefine_source: false keeps both")
-    if not (dest is not None):
-        raise AssertionError("internal state: expected dest is not None")
+    if request.live:
+        raise ValidationError(
+            "reconcile", "domain is defined on both hosts but running on neither",
+            hint="start it on the host that should run it, or use live: false", **request.context())
+    if request.undefine_source:
+        return Reconciliation([UNDEFINE_SOURCE], True, "defined (shut off) on both hosts: undefining "
+                              "the source's definition (undefine_source: true)")
+    return Reconciliation([], False, "defined (shut off) on both hosts; undefine_source: false keeps both")
+
+
+def _destination_only_inactive(request: MigrationRequest) -> Reconciliation:
+    """Absent on the source, shut off (defined) on the destination."""
     warnings = []
     if request.live:
         warnings.append("domain is defined on the destination but shut off; this module does not start it")
@@ -280,7 +276,7 @@ def reconcile(request: MigrationRequest, observed: Observed) -> Reconciliation:
     """Decide what to do from what both hosts hold for this UUID."""
     source, dest = observed.source, observed.destination
     if source is None and dest is None:
-        raise _fail_not_found(request)
+        raise domain_not_found(request)
     if observed.source_job_active:
         raise MigrationInProgress(
             "reconcile", "a migration job is already running for this domain (another run?); nothing "
@@ -290,17 +286,15 @@ def reconcile(request: MigrationRequest, observed: Observed) -> Reconciliation:
         raise ValidationError(
             "reconcile", f"the destination already has a different domain (UUID {observed.dest_name_owner}) with the target name",
             hint="remove or rename that domain, or set dest_name", **request.context())
-    source_active = source is not None and source.active
-    dest_active = dest is not None and dest.active
-    if source_active and dest_active:
-        return _both_active(request, observed)
-    if source_active:
-        if not (source is not None):
-            raise AssertionError("internal state: expected source is not None")
+    if source is not None and source.active:
+        if dest is not None and dest.active:
+            return _both_active(request, observed, source, dest)
         return _source_active(request, source)
-    if dest_active:
-        return _dest_active(request, observed)
-    return _none_active(request, observed)
+    if dest is not None and dest.active:
+        return _dest_active(request, source, dest)
+    if source is None:
+        return _destination_only_inactive(request)
+    return _source_inactive(request, dest)
 
 
 # ---------------------------------------------------------------------------
