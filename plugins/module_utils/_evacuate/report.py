@@ -7,7 +7,7 @@
 
 """The evacuation's result and report: built from the run's values, rendered as text or JSON, written atomically.
 
-Each guest has a row (``guest_row``), filled in when its turn ends (``with_outcome``); the module
+Each guest has a row (``guest_row``), filled in when its turn ends (``outcome_fields``); the module
 result holds the rows with the migrate result of each guest (``details``), the report the same
 rows without it.
 """
