@@ -242,15 +242,52 @@ def process_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+IMPORT_TIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| ( *)(\S+)$", re.MULTILINE)
+COLLECTION_PACKAGE = "ansible_collections.virtops.migration.plugins."
+
+
+def import_split(stderr: str) -> dict[str, Any]:
+    """Seconds of a ``python3 -X importtime`` run's imports: top-level ones by who owns them, and the
+    collection's modules one by one (their own time: compiling the source from the zip, running its body)."""
+    groups = {"ansible-core": 0.0, "collection (without libvirt)": 0.0, "libvirt bindings": 0.0, "other (stdlib)": 0.0}
+    own: dict[str, float] = {}
+    for self_us, cumulative_us, indent, name in IMPORT_TIME.findall(stderr):
+        if name == "libvirt":
+            groups["libvirt bindings"] += int(cumulative_us) / 1e6
+            groups["collection (without libvirt)"] -= int(cumulative_us) / 1e6
+        if name.startswith(COLLECTION_PACKAGE):
+            own[name[len(COLLECTION_PACKAGE):]] = int(self_us) / 1e6
+        if indent:
+            continue
+        group = ("collection (without libvirt)" if name.startswith("ansible_collections")
+                 else "ansible-core" if name.startswith("ansible") else "other (stdlib)")
+        groups[group] += int(cumulative_us) / 1e6
+    return {"groups": groups, "own": own}
+
+
+def import_profile(lab: LabRun, wrapper: str, runs: int) -> dict[str, Any]:
+    """The medians of ``runs`` ``python3 -X importtime`` runs of ``wrapper`` on the host."""
+    splits = [import_split(lab.lab.ssh(TASK_HOST, f"/usr/bin/python3 -X importtime {shlex.quote(wrapper)}").stderr)
+              for _ in range(runs)]
+    names = {name for split in splits for name in split["own"]}
+    return {
+        "runs": runs,
+        "groups": {group: round(median([s["groups"][group] for s in splits]) or 0.0, 4) for group in splits[0]["groups"]},
+        "own": dict(sorted(((name, round(median([s["own"].get(name, 0.0) for s in splits]) or 0.0, 4))
+                            for name in names), key=lambda item: -item[1])),
+    }
+
+
 def measure_on_lab(lab_name: str, trees: list[Tree], runs: int) -> dict[str, Any]:
     lab = LabRun(lab_name, trees[-1])
     lab.create_guest()
     try:
         wrappers = lab.keep_wrappers(trees)
         samples = interleaved(lab, wrappers, runs)
+        imports = {label: import_profile(lab, wrapper, max(3, runs // 2)) for label, wrapper in wrappers.items()}
     finally:
         lab.remove_guest()
-    return {label: process_summary(found) for label, found in samples.items()}
+    return {label: {**process_summary(found), "imports": imports[label]} for label, found in samples.items()}
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -271,6 +308,33 @@ def above(summary: dict[str, Any], floor: dict[str, Any]) -> str:
     wall = summary["median_process_s"] - floor["median_process_s"]
     cpu = summary["median_cpu_s"] - floor["median_cpu_s"]
     return f"{wall:.3f} s wall / {cpu:.3f} s CPU"
+
+
+def import_section(process: dict[str, Any], before: str, after: str) -> list[str]:
+    """Where the process's time goes: ``python3 -X importtime`` runs of each wrapper (medians, wall seconds)."""
+    labels = (before, after, FLOOR)
+    imports = {label: process[label]["imports"] for label in labels}
+    runs = imports[after].get("runs", "several")
+    lines = [
+        "",
+        "## Where the process time goes",
+        "",
+        f"From {runs} runs of each wrapper under `python3 -X importtime` after the samples above (medians, wall",
+        "seconds; importtime's own bookkeeping makes them a little longer). Top-level imports by owner: the",
+        "collection's line holds what its modules import first (libvirt's bindings apart), including the time",
+        "to compile each source file, which AnsiballZ imports from its zip, so without cached bytecode.",
+        "",
+        "| | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for group in imports[after]["groups"]:
+        lines.append(f"| imports: {group} | " + " | ".join(f"{imports[label]['groups'][group]:.3f}" for label in labels) + " |")
+    lines.append("| the module's run (`timings.total`) | "
+                 + " | ".join(f"{process[label]['median_timings'].get('total', 0.0) or 0.0:.3f}" for label in labels) + " |")
+    lines += ["", ("Each collection file's own import time, after (compiling it and running its body, without what it "
+              "imports):"), "", "| file | s |", "|---|---:|"]
+    lines += [f"| {name} | {seconds:.4f} |" for name, seconds in imports[after]["own"].items() if seconds >= 0.001]
+    return lines
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -344,6 +408,7 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["", "Every sample (process s): before " + ", ".join(f"{v:.3f}" for v in b["process_s"])
                   + "; after " + ", ".join(f"{v:.3f}" for v in a["process_s"])
                   + "; floor " + ", ".join(f"{v:.3f}" for v in process[FLOOR]["process_s"]) + "."]
+        lines += import_section(process, before, after)
     lines += ["", "## Files in each payload (lines)", ""]
     for module in MODULES:
         b, a = document["payload"][before][module]["paths"], document["payload"][after][module]["paths"]
