@@ -8,9 +8,13 @@
 """Run a blocking migration call in a thread and drive the policy from job stats.
 
 ``migrateToURI3``/``migrate3`` block until the migration ends; libvirt-python
-releases the GIL during the call, so this thread can keep polling
-``jobStats()`` on the same connection and apply the policy's actions through
-the domain API (libvirt connections are safe to share between threads).
+releases the GIL during the call, so the caller's thread keeps polling
+``jobStats()`` and applies the policy's actions through the domain API.
+The domain it is given is normally looked up on a connection of the monitor's
+own (``actions.monitor_connection``): job queries on the connection blocked in
+the migrate call can wait behind it.  Only when that connection cannot be
+opened does it poll the migrating domain on the shared connection (libvirt
+connections are safe to share between threads), with a warning.
 """
 
 from __future__ import annotations

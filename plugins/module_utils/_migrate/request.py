@@ -5,20 +5,20 @@
 # NOTE: THIS IS PRIVATE TO THE virtops.migration COLLECTION. It may change or
 # disappear without notice; do not import it from other collections.
 
-"""The migration request: validation, VIR_MIGRATE_* flags and typed params.
+"""The migration request and its validation.
 
-``validate_request`` refuses every bad input of SECURITY.md that can be
-judged without libvirt; ``validate_against_domain`` the ones that need the
-source domain.  Both run before anything is touched.
+``validate_request`` refuses every bad input that can be judged without libvirt and
+returns the request with its UUID normalized; ``validate_against_domain`` refuses what
+needs the source domain, ``validate_disks_named`` what needs its disks.  All run before
+anything is touched.  The flags and parameters sent to libvirt are computed in ``plan.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,9 +29,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connect
     DEFAULT_URI,
     local_addresses_of,
     validate_dest_uri,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
-    libvirt,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain import (
     DomainInfo,
@@ -51,31 +48,6 @@ PAUSED_SOURCE_CHOICES = ("resume", "migrate_paused", "refuse")
 PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
-# Flag names in the order they are reported.
-FLAG_NAMES = (
-    "VIR_MIGRATE_LIVE",
-    "VIR_MIGRATE_PEER2PEER",
-    "VIR_MIGRATE_TUNNELLED",
-    "VIR_MIGRATE_PERSIST_DEST",
-    "VIR_MIGRATE_UNDEFINE_SOURCE",
-    "VIR_MIGRATE_PAUSED",
-    "VIR_MIGRATE_NON_SHARED_DISK",
-    "VIR_MIGRATE_NON_SHARED_INC",
-    "VIR_MIGRATE_CHANGE_PROTECTION",
-    "VIR_MIGRATE_UNSAFE",
-    "VIR_MIGRATE_OFFLINE",
-    "VIR_MIGRATE_COMPRESSED",
-    "VIR_MIGRATE_ABORT_ON_ERROR",
-    "VIR_MIGRATE_AUTO_CONVERGE",
-    "VIR_MIGRATE_RDMA_PIN_ALL",
-    "VIR_MIGRATE_POSTCOPY",
-    "VIR_MIGRATE_TLS",
-    "VIR_MIGRATE_PARALLEL",
-    "VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES",
-    "VIR_MIGRATE_POSTCOPY_RESUME",
-)
-
-XML_PARAM_NAMES = ("destination_xml", "persistent_xml")
 
 
 @dataclass
@@ -256,15 +228,18 @@ def _check_migrate_uri(request: MigrationRequest) -> Iterator[ValidationError]:
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
-def _check_identity(request: MigrationRequest) -> Iterator[ValidationError]:
-    """The domain's name or UUID (a migrate run names one domain; evacuate names none up front)."""
-    if not request.name and not request.uuid:
-        yield _refuse(request, "one of name or uuid is required")
-    if request.uuid:
-        try:
-            request.uuid = normalize_uuid(request.uuid)
-        except ValidationError as error:
-            yield error
+def _normalized_identity(request: MigrationRequest) -> tuple[MigrationRequest, list[ValidationError]]:
+    """The request with its UUID normalized, and the problems with the domain's name or UUID.
+
+    A migrate run names one domain; evacuate names none up front.
+    """
+    problems = [] if request.name or request.uuid else [_refuse(request, "one of name or uuid is required")]
+    if not request.uuid:
+        return request, problems
+    try:
+        return replace(request, uuid=normalize_uuid(request.uuid)), problems
+    except ValidationError as error:
+        return request, [*problems, error]
 
 
 def _check_names(request: MigrationRequest) -> Iterator[ValidationError]:
@@ -310,14 +285,15 @@ def validate_request(
     request: MigrationRequest,
     resolves_locally: Callable[[str], bool] = local_addresses_of,
 ) -> MigrationRequest:
-    """Refuse bad inputs that need no libvirt, every one at once; returns the (normalized) request."""
-    problems = list(_check_identity(request)) + option_problems(request, resolves_locally)
+    """Refuse bad inputs that need no libvirt, every one at once; returns the request with its UUID normalized."""
+    normalized, problems = _normalized_identity(request)
+    problems += option_problems(normalized, resolves_locally)
     if problems:
-        raise ValidationError.of_all(problems, **request.context())
-    return request
+        raise ValidationError.of_all(problems, **normalized.context())
+    return normalized
 
 
-def validate_against_domain(request: MigrationRequest, source: DomainInfo, guest: GuestSpec | None) -> None:
+def validate_against_domain(request: MigrationRequest, source: DomainInfo) -> None:
     """Refuse what depends on the source domain, still before any change."""
     context = dict(request.context(), domain=source.name)
     if request.undefine_source and not request.persistent and source.persistent \
@@ -338,99 +314,16 @@ def validate_against_domain(request: MigrationRequest, source: DomainInfo, guest
         if declared and declared != source.uuid:
             raise ValidationError(
                 "validate options", f"{option} declares UUID {declared} but the domain's UUID is {source.uuid}", **context)
-    if guest is not None and request.migrate_disks:
-        known = {disk.target for disk in guest.disks}
-        unknown = [target for target in request.migrate_disks if target not in known]
-        if unknown:
-            raise ValidationError(
-                "validate options",
-                "migrate_disks names disks the domain does not have: {} (it has {})".format(", ".join(unknown), ", ".join(sorted(known)) or "none"),
-                **context)
 
 
-# ---------------------------------------------------------------------------
-# libvirt flags and typed parameters.
-
-
-def migration_flags(request: MigrationRequest) -> int:
-    """The VIR_MIGRATE_* flags for a request."""
-    wanted = {
-        "VIR_MIGRATE_LIVE": request.live,
-        "VIR_MIGRATE_OFFLINE": not request.live,
-        "VIR_MIGRATE_PEER2PEER": request.p2p,
-        "VIR_MIGRATE_TUNNELLED": request.tunnelled,
-        "VIR_MIGRATE_TLS": request.tls,
-        "VIR_MIGRATE_PERSIST_DEST": request.persistent,
-        "VIR_MIGRATE_UNDEFINE_SOURCE": request.undefine_source,
-        "VIR_MIGRATE_NON_SHARED_DISK": request.copy_storage == "all",
-        "VIR_MIGRATE_NON_SHARED_INC": request.copy_storage == "inc",
-        "VIR_MIGRATE_COMPRESSED": bool(request.compression),
-        "VIR_MIGRATE_PARALLEL": bool(request.parallel_connections),
-        "VIR_MIGRATE_AUTO_CONVERGE": request.auto_converge,
-        "VIR_MIGRATE_POSTCOPY": request.post_copy,
-    }
-    flags = 0
-    for name, enabled in wanted.items():
-        if enabled:
-            flags |= getattr(libvirt, name)
-    return flags
-
-
-def flag_names(flags: int) -> list[str]:
-    """Names of the VIR_MIGRATE_* bits set in ``flags``."""
-    return [name for name in FLAG_NAMES if flags & getattr(libvirt, name, 0)]
-
-
-def persistent_xml_for(request: MigrationRequest, source_inactive_xml: str | None) -> str | None:
-    """The persistent definition to send: always one when persistent is asked.
-
-    Order: ``persistent_xml``, then ``xml`` (so an edited live definition is
-    also what persists, the bug Nova fixed), then the source's inactive
-    definition.
-    """
-    if not request.persistent:
-        return None
-    return request.persistent_xml or request.xml or source_inactive_xml
-
-
-def migration_params(
-    request: MigrationRequest,
-    persistent_xml: str | None = None,
-    migrate_disks: list[str] | None = None,
-) -> dict[str, Any]:
-    """The VIR_MIGRATE_PARAM_* typed parameters for migrateToURI3/migrate3."""
-    candidates = (
-        ("VIR_MIGRATE_PARAM_DEST_NAME", request.dest_name),
-        ("VIR_MIGRATE_PARAM_DEST_XML", request.xml),
-        ("VIR_MIGRATE_PARAM_PERSIST_XML", persistent_xml if request.persistent else None),
-        ("VIR_MIGRATE_PARAM_BANDWIDTH", request.bandwidth),
-        ("VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY", request.postcopy_bandwidth),
-        ("VIR_MIGRATE_PARAM_URI", request.migrate_uri),
-        ("VIR_MIGRATE_PARAM_LISTEN_ADDRESS", request.listen_address),
-        ("VIR_MIGRATE_PARAM_MIGRATE_DISKS", list(migrate_disks or request.migrate_disks) or None),
-        ("VIR_MIGRATE_PARAM_COMPRESSION", list(request.compression) or None),
-        ("VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS", request.parallel_connections),
-        ("VIR_MIGRATE_PARAM_TLS_DESTINATION", request.tls_destination),
-        ("VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL", request.auto_converge_initial),
-        ("VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT", request.auto_converge_increment),
-    )
-    params: dict[str, Any] = {}
-    for constant, value in candidates:
-        if value is None:
-            continue
-        if request.copy_storage == "none" and constant == "VIR_MIGRATE_PARAM_MIGRATE_DISKS":
-            continue
-        params[getattr(libvirt, constant)] = value
-    return params
-
-
-def redact_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Params for the result: XML documents (which may hold secrets) summarized."""
-    shown: dict[str, Any] = {}
-    for key, value in params.items():
-        if key in XML_PARAM_NAMES and isinstance(value, str):
-            digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
-            shown[key] = f"<{len(value)} bytes of domain XML, sha256 {digest}...>"
-        else:
-            shown[key] = value
-    return shown
+def validate_disks_named(request: MigrationRequest, source: DomainInfo, guest: GuestSpec) -> None:
+    """Refuse ``migrate_disks`` naming a disk the source domain does not have."""
+    if not request.migrate_disks:
+        return
+    known = {disk.target for disk in guest.disks}
+    unknown = [target for target in request.migrate_disks if target not in known]
+    if unknown:
+        raise ValidationError(
+            "validate options",
+            "migrate_disks names disks the domain does not have: {} (it has {})".format(", ".join(unknown), ", ".join(sorted(known)) or "none"),
+            **dict(request.context(), domain=source.name))

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import fake_libvirt as lv
 import pytest
-from ansible_collections.virtops.migration.plugins.module_utils._migrate import (
-    run as _migrator,
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
+    run_migration,
 )
 from ansible_collections.virtops.migration.plugins.modules import migrate
+from builders import environment_of
 from module_runner import run_module_main
 
 DEST = "qemu+tls://hv2.example.com/system"
@@ -23,14 +24,13 @@ def run_main(args, capsys, check_mode=False, diff=False):
 
 @pytest.fixture
 def fast(monkeypatch, world):
-    """Drive the module's migrator with the fake world's clock and no DNS."""
-    original = _migrator.Migrator.__init__
+    """Run the module's migrations with the fake world's clock and no DNS."""
+    environment = environment_of(world, fs_type_of=lambda path: None)
 
-    def init(self, request, check_mode=False, **kwargs):
-        original(self, request, check_mode=check_mode, clock=world.clock, wait=world.wait,
-                 fs_type_of=lambda path: None, resolves_locally=lambda host: False)
+    def run(request, check_mode=False):
+        return run_migration(request, check_mode, environment)
 
-    monkeypatch.setattr(_migrator.Migrator, "__init__", init)
+    monkeypatch.setattr(migrate, "run_migration", run)
     return world
 
 

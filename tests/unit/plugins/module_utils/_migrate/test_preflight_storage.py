@@ -40,8 +40,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     MigrationRequest,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    run_migration,
 )
+from builders import environment_of
 
 SRC = "qemu:///system"
 DEST = "qemu+tls://hv2.example.com/system"
@@ -227,16 +228,15 @@ def guest_with_cdrom(world):
     return dom
 
 
-def migrator(world, check_mode):
-    return Migrator(request(), check_mode=check_mode, clock=world.clock, wait=world.wait,
-                    fs_type_of=LOCAL_FS.get, resolves_locally=lambda host: False)
+def migrate(world, check_mode):
+    return run_migration(request(), check_mode, environment_of(world, fs_type_of=LOCAL_FS.get))
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
 def test_run_refuses_a_read_only_disk_the_destination_lacks(world, check_mode):
     guest_with_cdrom(world)
     with pytest.raises(PreflightFailed) as caught:
-        migrator(world, check_mode).run()
+        migrate(world, check_mode)
     assert "hdc (read-only cdrom" in str(caught.value)
     assert world.mutations == []
     assert world.hosts[SRC].domains[UUID].state()[0] == lv.VIR_DOMAIN_RUNNING
@@ -246,7 +246,7 @@ def test_run_refuses_a_read_only_disk_the_destination_lacks(world, check_mode):
 def test_run_migrates_when_the_destination_has_the_read_only_disk(world, check_mode):
     guest_with_cdrom(world)
     lv.add_pool(dest(world), "isos", "dir", "/var/lib/libvirt/isos", (ISO,))
-    result = migrator(world, check_mode).run()
+    result = migrate(world, check_mode)
     assert result["changed"] is True
     storage = next(check for check in result["preflight"] if check["name"] == "storage")
     assert storage["status"] == PASSED

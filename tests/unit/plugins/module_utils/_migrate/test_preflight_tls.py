@@ -36,8 +36,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     MigrationRequest,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    run_migration,
 )
+from builders import environment_of, migrate_request
 
 SRC = "qemu:///system"
 DEST = "qemu+tls://hv2.example.com/system"
@@ -129,17 +130,16 @@ def source_pki(tmp_path, monkeypatch):
     return directory
 
 
-def migrator(world, check_mode=False):
-    request = MigrationRequest.from_params({"name": "vm1", "dest_uri": DEST, "tls": True})
-    return Migrator(request, check_mode=check_mode, clock=world.clock, wait=world.wait,
-                    fs_type_of=lambda path: None, resolves_locally=lambda host: False)
+def migrate(world, check_mode=False):
+    environment = environment_of(world, fs_type_of=lambda path: None)
+    return run_migration(migrate_request(tls=True), check_mode, environment)
 
 
 @pytest.mark.parametrize("check_mode", [True, False])
 def test_source_lacking_its_files_is_refused_before_anything_changes(world, source_pki, check_mode):
     world.hosts[SRC].add_domain("vm1").script = lv.MigrationScript()
     with pytest.raises(PreflightFailed) as caught:
-        migrator(world, check_mode).run()
+        migrate(world, check_mode)
     assert f"the source (hv1) lacks {source_pki}/ca-cert.pem" in str(caught.value)
     assert world.mutations == []
 
@@ -150,7 +150,7 @@ def test_destination_lacking_its_ca_is_named_in_the_failure(world, source_pki):
     dom = world.hosts[SRC].add_domain("vm1")
     dom.script = lv.MigrationScript(outcome="fail", error_text=credentials_text("/etc/pki/qemu/ca-cert.pem"))
     with pytest.raises(MigrationFailed) as caught:
-        migrator(world).run()
+        migrate(world)
     error = caught.value
     assert "the destination (hv2.example.com) lacks /etc/pki/qemu/ca-cert.pem" in error.message
     assert error.hint.startswith("issue /etc/pki/qemu on the destination (hv2.example.com) with the libvirt_pki role")

@@ -17,17 +17,20 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     DomainInfo,
     guest_spec,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
-    PolicyConfig,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
-    MigrationRequest,
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.plan import (
     flag_names,
     migration_flags,
     migration_params,
     persistent_xml_for,
     redact_params,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    PolicyConfig,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
+    MigrationRequest,
     validate_against_domain,
+    validate_disks_named,
     validate_request,
 )
 
@@ -194,26 +197,26 @@ def source_info(persistent=True, uuid=UUID):
 
 def test_undefine_without_persist_refused_on_persistent_domain():
     with pytest.raises(ValidationError, match="would leave 'vm1' defined on no host") as caught:
-        validate_against_domain(request(persistent=False), source_info(), None)
+        validate_against_domain(request(persistent=False), source_info())
     assert "confirm_config_removal" in caught.value.hint
 
 
 def test_undefine_without_persist_allowed_when_confirmed_or_transient():
-    validate_against_domain(request(persistent=False, confirm_config_removal=True), source_info(), None)
-    validate_against_domain(request(persistent=False), source_info(persistent=False), None)
-    validate_against_domain(request(persistent=False, undefine_source=False), source_info(), None)
+    validate_against_domain(request(persistent=False, confirm_config_removal=True), source_info())
+    validate_against_domain(request(persistent=False), source_info(persistent=False))
+    validate_against_domain(request(persistent=False, undefine_source=False), source_info())
 
 
 def test_xml_with_other_uuid_refused():
     other = lv.domain_xml("vm1", "11111111-2222-3333-4444-555555555555")
     with pytest.raises(ValidationError, match="xml declares UUID 11111111"):
-        validate_against_domain(request(xml=other), source_info(), None)
+        validate_against_domain(request(xml=other), source_info())
 
 
 def test_migrate_disks_naming_unknown_disk_refused():
     guest = guest_spec(lv.domain_xml("vm1", UUID))
     with pytest.raises(ValidationError, match=r"does not have: vdz \(it has vda\)"):
-        validate_against_domain(request(copy_storage="all", migrate_disks=["vda", "vdz"]), source_info(), guest)
+        validate_disks_named(request(copy_storage="all", migrate_disks=["vda", "vdz"]), source_info(), guest)
 
 
 # ---------------------------------------------------------------------------

@@ -18,25 +18,19 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
     SplitBrain,
     ValidationError,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
-    MigrationRequest,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    run_migration,
 )
+from builders import environment_of, migrate_request
 
 DEST = "qemu+tls://hv2.example.com/system"
 SRC = "qemu:///system"
 GIB_KIB = 1048576
 
 
-def make(world, check_mode=False, fs_types=None, **params):
-    values = {"name": "vm1", "dest_uri": DEST}
-    values.update(params)
-    request = MigrationRequest.from_params(values)
-    fs_types = fs_types or {}
-    return Migrator(request, check_mode=check_mode, clock=world.clock, wait=world.wait,
-                    fs_type_of=fs_types.get, resolves_locally=lambda host: False)
+def migrate(world, check_mode=False, fs_types=None, **params):
+    environment = environment_of(world, fs_type_of=(fs_types or {}).get)
+    return run_migration(migrate_request(**params), check_mode, environment)
 
 
 def hv1(world):
@@ -74,7 +68,7 @@ RUNNING, PAUSED, SHUTOFF = lv.VIR_DOMAIN_RUNNING, lv.VIR_DOMAIN_PAUSED, lv.VIR_D
 
 def test_live_migration_p2p_default(world):
     dom = running_vm(world)
-    result = make(world).run()
+    result = migrate(world)
     uuid = dom.UUIDString()
     assert result["changed"] is True
     assert result["action"] == "migrate"
@@ -83,13 +77,13 @@ def test_live_migration_p2p_default(world):
     assert result["flags"] == ["VIR_MIGRATE_LIVE", "VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_PERSIST_DEST",
                                "VIR_MIGRATE_UNDEFINE_SOURCE"]
     assert set(result["params"]) == {"persistent_xml"}
-    assert (result["stats"]["active"], result["stats"]["operation"]) == (False, "migration_out")
     assert result["params"]["persistent_xml"].startswith("<")
     assert state_of(hv1(world), uuid) is None
     assert state_of(hv2(world), uuid) == (RUNNING, True)
     assert result["stats"]["downtime"] == 42
     assert result["stats"]["time_elapsed"] == 5123
     assert result["stats"]["job_type"] == "completed"
+    assert (result["stats"]["active"], result["stats"]["operation"]) == (False, "migration_out")
     assert [a["action"] for a in result["policy_actions"]] == ["set_downtime"]
     assert result["policy_actions"][0]["value"] == 50
     assert result["policy_actions"][0]["result"] == "ok"
@@ -113,16 +107,16 @@ def test_live_migration_p2p_default(world):
 
 def test_second_run_is_idempotent(world):
     running_vm(world)
-    make(world).run()
+    migrate(world)
     world.calls.clear()
-    result = make(world).run()
+    result = migrate(world)
     assert (result["changed"], result["action"]) == (False, "none")
     assert world.mutations == []
 
 
 def test_check_mode_plans_and_changes_nothing(world):
     dom = running_vm(world)
-    result = make(world, check_mode=True, bandwidth=100).run()
+    result = migrate(world, check_mode=True, bandwidth=100)
     assert result["changed"] is True
     assert result["check_mode"] is True
     assert result["flags_value"] == 27
@@ -135,7 +129,7 @@ def test_check_mode_plans_and_changes_nothing(world):
 
 def test_managed_direct_uses_migrate3_with_destination_connection(world):
     dom = running_vm(world)
-    result = make(world, p2p=False).run()
+    result = migrate(world, p2p=False)
     assert result["flags"] == ["VIR_MIGRATE_LIVE", "VIR_MIGRATE_PERSIST_DEST", "VIR_MIGRATE_UNDEFINE_SOURCE"]
     call = next(c for c in world.calls if c[1] == "migrate3")
     assert call[2][1] == DEST
@@ -144,7 +138,7 @@ def test_managed_direct_uses_migrate3_with_destination_connection(world):
 
 def test_keep_source_definition_and_transient_destination(world):
     dom = running_vm(world)
-    result = make(world, persistent=False, undefine_source=False).run()
+    result = migrate(world, persistent=False, undefine_source=False)
     assert "persistent_xml" not in result["params"]
     assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, False)
@@ -152,21 +146,21 @@ def test_keep_source_definition_and_transient_destination(world):
 
 def test_undefine_without_persist_confirmed(world):
     dom = running_vm(world)
-    make(world, persistent=False, confirm_config_removal=True).run()
+    migrate(world, persistent=False, confirm_config_removal=True)
     assert state_of(hv1(world), dom.UUIDString()) is None
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, False)
 
 
 def test_transient_source_made_persistent_on_destination(world):
     dom = running_vm(world, persistent=False)
-    result = make(world).run()
+    result = migrate(world)
     assert result["params"]["persistent_xml"].startswith("<")
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
 
 
 def test_offline_migration_of_stopped_domain(world):
     dom = hv1(world).add_domain("vm1", SHUTOFF)
-    result = make(world, live=False).run()
+    result = migrate(world, live=False)
     assert result["action"] == "migrate_offline"
     assert result["flags"] == ["VIR_MIGRATE_PEER2PEER", "VIR_MIGRATE_PERSIST_DEST",
                                "VIR_MIGRATE_UNDEFINE_SOURCE", "VIR_MIGRATE_OFFLINE"]
@@ -177,7 +171,7 @@ def test_offline_migration_of_stopped_domain(world):
 
 def test_define_on_destination_when_transient_there(world):
     dom = hv2(world).add_domain("vm1", RUNNING, persistent=False)
-    result = make(world).run()
+    result = migrate(world)
     assert (result["changed"], result["action"]) == (True, "define_on_destination")
     assert world.methods() == [("hv2", "defineXML")]
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
@@ -186,7 +180,7 @@ def test_define_on_destination_when_transient_there(world):
 def test_undefine_leftover_source_definition(world):
     uuid = hv2(world).add_domain("vm1", RUNNING).UUIDString()
     hv1(world).add_domain("vm1", SHUTOFF, uuid=uuid)
-    result = make(world).run()
+    result = migrate(world)
     assert (result["changed"], result["action"]) == (True, "undefine_source")
     assert world.mutations == [("hv1", "undefineFlags", ("vm1", lv.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
                                                          | lv.VIR_DOMAIN_UNDEFINE_KEEP_TPM))]
@@ -195,13 +189,13 @@ def test_undefine_leftover_source_definition(world):
 
 def test_find_by_uuid_when_only_destination_has_it(world):
     uuid = hv2(world).add_domain("vm1", RUNNING).UUIDString()
-    result = make(world, name=None, uuid=uuid).run()
+    result = migrate(world, name=None, uuid=uuid)
     assert (result["changed"], result["domain"]) == (False, "vm1")
 
 
 def test_paused_source_resumed_then_migrated(world):
     dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_MIGRATION)
-    result = make(world).run()
+    result = migrate(world)
     assert result["actions"] == ["resume_source", "migrate"]
     assert world.methods()[:2] == [("hv1", "resume"), ("hv1", "migrateToURI3")]
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
@@ -210,7 +204,7 @@ def test_paused_source_resumed_then_migrated(world):
 
 def test_user_paused_source_moves_paused_by_default(world):
     dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
-    result = make(world).run()
+    result = migrate(world)
     assert result["actions"] == ["migrate_paused"]
     assert "VIR_MIGRATE_PAUSED" in result["flags"]
     assert ("hv1", "resume") not in world.methods()
@@ -223,14 +217,14 @@ def test_user_paused_source_moves_paused_by_default(world):
 def test_user_paused_source_refused_on_request(world):
     dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
     with pytest.raises(ValidationError, match="paused by its user .* on the source.*on_paused_source: refuse"):
-        make(world, on_paused_source="refuse").run()
+        migrate(world, on_paused_source="refuse")
     assert world.mutations == []
     assert state_of(hv1(world), dom.UUIDString()) == (PAUSED, True)
 
 
 def test_user_paused_source_check_mode_predicts_paused_arrival(world):
     running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_USER)
-    result = make(world, check_mode=True).run()
+    result = migrate(world, check_mode=True)
     assert (result["changed"], result["actions"]) == (True, ["migrate_paused"])
     assert result["placement"]["after"]["destination"]["state"] == "paused"
     assert world.mutations == []
@@ -241,7 +235,7 @@ def test_same_host_under_two_names_is_refused_before_lookup(world):
     hv2(world).host_uuid = hv1(world).host_uuid
     hv2(world).add_domain("vm1", RUNNING, uuid=uuid)  # the one guest, seen through the second name
     with pytest.raises(ValidationError, match="the destination is the source host") as caught:
-        make(world).run()
+        migrate(world)
     assert hv1(world).host_uuid in str(caught.value)
     assert "destroy" not in str(caught.value).lower()
     assert world.mutations == []
@@ -251,14 +245,14 @@ def test_split_brain_on_two_proven_hosts_names_the_copy_to_destroy(world):
     uuid = running_vm(world).UUIDString()
     hv2(world).add_domain("vm1", RUNNING, uuid=uuid)
     with pytest.raises(SplitBrain) as caught:
-        make(world).run()
+        migrate(world)
     assert "destroy the other one by hand" in caught.value.hint
     assert world.mutations == []
 
 
 def test_paused_source_migrated_paused(world):
     dom = running_vm(world, state=PAUSED, reason=lv.VIR_DOMAIN_PAUSED_MIGRATION)
-    result = make(world, on_paused_source="migrate_paused").run()
+    result = migrate(world, on_paused_source="migrate_paused")
     assert "VIR_MIGRATE_PAUSED" in result["flags"]
     assert ("hv1", "resume") not in world.methods()
     assert state_of(hv2(world), dom.UUIDString()) == (PAUSED, True)
@@ -272,7 +266,7 @@ def test_storage_copy_plans_explicit_local_disks(world):
     running_vm(world, xml=lv.domain_xml("vm1", "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10", disks=disks),
                uuid="6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10")
     fs = {"/var/lib/libvirt/images/vm1.qcow2": "ext4", "/srv/nfs/data.img": "nfs4"}
-    result = make(world, fs_types=fs, copy_storage="all").run()
+    result = migrate(world, fs_types=fs, copy_storage="all")
     assert result["params"]["migrate_disks"] == ["vda"]
     assert result["copied_disks"] == ["vda"]
     assert "VIR_MIGRATE_NON_SHARED_DISK" in result["flags"]
@@ -284,15 +278,15 @@ def test_storage_copy_plans_explicit_local_disks(world):
 def test_storage_copy_of_shared_disk_refused(world):
     running_vm(world)
     with pytest.raises(ValidationError, match="every disk is on shared storage"):
-        make(world, copy_storage="all").run()
+        migrate(world, copy_storage="all")
     with pytest.raises(ValidationError, match="names disks on shared storage: vda"):
-        make(world, copy_storage="all", migrate_disks=["vda"]).run()
+        migrate(world, copy_storage="all", migrate_disks=["vda"])
     assert world.mutations == []
 
 
 def test_libvirt_error_but_domain_on_destination_is_treated_as_migrated(world):
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(100)], outcome="finish_error"))
-    result = make(world).run()
+    result = migrate(world)
     assert result["changed"] is True
     assert any("treated as migrated" in w for w in result["warnings"])
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
@@ -321,7 +315,7 @@ def test_libvirt_error_but_domain_on_destination_is_treated_as_migrated(world):
 def test_bad_inputs_touch_nothing(world, params, error, message):
     running_vm(world)
     with pytest.raises(error) as caught:
-        make(world, **params).run()
+        migrate(world, **params)
     assert message in str(caught.value)
     assert world.mutations == []
     assert caught.value.source_uri == SRC
@@ -331,7 +325,7 @@ def test_split_brain_touches_nothing(world):
     uuid = running_vm(world).UUIDString()
     hv2(world).add_domain("vm1", RUNNING, uuid=uuid)
     with pytest.raises(SplitBrain) as caught:
-        make(world).run()
+        migrate(world)
     assert "active on both hosts" in str(caught.value)
     assert str(caught.value).startswith("reconcile failed (domain 'vm1', source qemu:///system, destination "
                                         "qemu+tls://hv2.example.com/system)")
@@ -342,7 +336,7 @@ def test_same_name_other_uuid_on_destination_refused(world):
     running_vm(world)
     hv2(world).add_domain("vm1", SHUTOFF)
     with pytest.raises(ValidationError, match="different domain"):
-        make(world).run()
+        migrate(world)
     assert world.mutations == []
 
 
@@ -350,7 +344,7 @@ def test_destination_unreachable_fails_before_touching_source(world):
     running_vm(world)
     hv2(world).reachable = False
     with pytest.raises(ConnectionFailed) as caught:
-        make(world).run()
+        migrate(world)
     assert "Connection refused" in caught.value.libvirt_error
     assert "libvirtd is not listening" in caught.value.hint
     assert world.mutations == []
@@ -361,7 +355,7 @@ def test_tls_failure_names_the_cause(world):
     hv2(world).open_error = lv.libvirtError("authentication failed: Failed to verify peer's certificate",
                                             lv.VIR_ERR_AUTH_FAILED)
     with pytest.raises(ConnectionFailed) as caught:
-        make(world).run()
+        migrate(world)
     assert "SANs" in caught.value.hint
     assert "Failed to verify peer's certificate" in str(caught.value)
 
@@ -376,11 +370,11 @@ def test_preflight_failures_touch_nothing_and_can_be_skipped(world, setup, check
     dom = running_vm(world)
     setup(world)
     with pytest.raises(PreflightFailed) as caught:
-        make(world).run()
+        migrate(world)
     assert message in str(caught.value)
     assert [c["status"] for c in caught.value.details["preflight"] if c["name"] == check] == ["failed"]
     assert world.mutations == []
-    result = make(world, preflight_skip=[check]).run()
+    result = migrate(world, preflight_skip=[check])
     assert [c["status"] for c in result["preflight"] if c["name"] == check] == ["skipped"]
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
 
@@ -390,7 +384,7 @@ def test_local_disk_without_copy_fails_preflight(world):
     running_vm(world, xml=lv.domain_xml("vm1", "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10", disks=disks),
                uuid="6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10")
     with pytest.raises(PreflightFailed, match="vda: /var/lib/libvirt/images/vm1.qcow2 is on a local ext4"):
-        make(world, fs_types={"/var/lib/libvirt/images/vm1.qcow2": "ext4"}).run()
+        migrate(world, fs_types={"/var/lib/libvirt/images/vm1.qcow2": "ext4"})
     assert world.mutations == []
 
 
@@ -398,11 +392,11 @@ def test_unknown_disk_sharing_is_a_warning_and_destination_pool_counts(world):
     disks = "<disk type='file' device='disk'><source file='/vm/vm1.img'/><target dev='vda'/></disk>"
     uuid = "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10"
     running_vm(world, xml=lv.domain_xml("vm1", uuid, disks=disks), uuid=uuid)
-    result = make(world, check_mode=True).run()
+    result = migrate(world, check_mode=True)
     assert result["warnings"] == [("preflight storage: vda: cannot tell whether /vm/vm1.img is shared from "
                                   "here; libvirt refuses the migration if they are not shared")]
     hv2(world).volumes["/vm/vm1.img"] = "netfs"
-    result = make(world, check_mode=True).run()
+    result = migrate(world, check_mode=True)
     assert result["warnings"] == []
 
 
@@ -417,8 +411,8 @@ def never_converging():
 def test_never_converging_is_aborted_and_source_keeps_running(world):
     dom = running_vm(world, script=never_converging())
     with pytest.raises(MigrationFailed) as caught:
-        make(world, convergence={"completion_timeout_per_gib": 5, "progress_timeout": 0,
-                                 "downtime_steps": 0}).run()
+        migrate(world, convergence={"completion_timeout_per_gib": 5, "progress_timeout": 0,
+                                 "downtime_steps": 0})
     error = caught.value
     assert "aborted by the convergence policy: completion timeout of 5s" in str(error)
     assert "the domain now runs on: source" in str(error)
@@ -434,7 +428,7 @@ def test_never_converging_is_aborted_and_source_keeps_running(world):
 def test_stall_triggers_postcopy(world):
     dom = running_vm(world, script=never_converging())
     convergence = {"on_timeout": "postcopy", "progress_timeout": 3, "downtime_steps": 0}
-    result = make(world, post_copy=True, convergence=convergence).run()
+    result = migrate(world, post_copy=True, convergence=convergence)
     assert [a["action"] for a in result["policy_actions"]] == ["postcopy"]
     assert "no progress for 3s" in result["policy_actions"][0]["reason"]
     assert "VIR_MIGRATE_POSTCOPY" in result["flags"]
@@ -444,8 +438,8 @@ def test_stall_triggers_postcopy(world):
 
 def test_timeout_suspend_finishes_the_migration(world):
     dom = running_vm(world, script=never_converging())
-    result = make(world, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 4,
-                                      "downtime_steps": 0}).run()
+    result = migrate(world, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 4,
+                                      "downtime_steps": 0})
     assert [(a["action"], a["at"], a["result"]) for a in result["policy_actions"]] == [("suspend", 4.0, "ok")]
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
 
@@ -455,8 +449,8 @@ def test_source_we_suspended_is_resumed_after_hard_timeout(world):
     script.after_switch = 10_000
     dom = running_vm(world, script=script)
     with pytest.raises(MigrationFailed) as caught:
-        make(world, timeout=8, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 3,
-                                            "downtime_steps": 0}).run()
+        migrate(world, timeout=8, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 3,
+                                            "downtime_steps": 0})
     assert [a["action"] for a in caught.value.details["policy_actions"]] == ["suspend", "abort"]
     assert "resumed the domain on the source (this run had paused it)" in caught.value.details["recovery"]
     assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
@@ -468,8 +462,8 @@ def test_refused_postcopy_switch_falls_back_to_abort(world):
     dom.fail_on["migrateStartPostCopy"] = lv.libvirtError("operation failed: post-copy not possible",
                                                           lv.VIR_ERR_OPERATION_FAILED)
     with pytest.raises(MigrationFailed) as caught:
-        make(world, post_copy=True, convergence={"on_timeout": "postcopy", "completion_timeout_per_gib": 2,
-                                                 "downtime_steps": 0}).run()
+        migrate(world, post_copy=True, convergence={"on_timeout": "postcopy", "completion_timeout_per_gib": 2,
+                                                 "downtime_steps": 0})
     actions = caught.value.details["policy_actions"]
     assert [(a["action"], a["result"]) for a in actions] == [
         ("postcopy", "failed: operation failed: post-copy not possible"), ("abort", "ok")]
@@ -480,7 +474,7 @@ def test_half_made_destination_is_removed(world):
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(100)], outcome="fail_leave_dest",
                                                       error_text="operation failed: job: unexpectedly failed"))
     with pytest.raises(MigrationFailed) as caught:
-        make(world).run()
+        migrate(world)
     assert caught.value.libvirt_error == "operation failed: job: unexpectedly failed"
     assert "destroyed the half-made domain on the destination" in caught.value.details["recovery"]
     assert state_of(hv2(world), dom.UUIDString()) is None
@@ -492,7 +486,7 @@ def test_qemu_persist_failure_leaves_the_guest_on_the_source(world):
     # libvirt's QEMU driver kills the destination's copy and resumes the source: nothing to recover.
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed"))
     with pytest.raises(MigrationFailed) as caught:
-        make(world).run()
+        migrate(world)
     error = caught.value
     assert error.error_code == lv.VIR_ERR_SYSTEM_ERROR
     assert "No space left on device" in error.libvirt_error
@@ -508,7 +502,7 @@ def test_persist_failed_defines_on_destination_and_keeps_source(world):
     # A driver that reports VIR_ERR_MIGRATE_PERSIST_FAILED leaves the guest running transient there.
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed_transient"))
     with pytest.raises(MigrationFailed) as caught:
-        make(world).run()
+        migrate(world)
     error = caught.value
     assert error.error_code == lv.VIR_ERR_MIGRATE_PERSIST_FAILED
     assert error.operation == "persist on destination"
@@ -517,7 +511,7 @@ def test_persist_failed_defines_on_destination_and_keeps_source(world):
     assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
     assert ("hv1", "undefineFlags") not in world.methods()
     # The next run finishes the job: the source's leftover definition is removed.
-    result = make(world).run()
+    result = migrate(world)
     assert result["action"] == "undefine_source"
     assert state_of(hv1(world), dom.UUIDString()) is None
 
@@ -526,7 +520,7 @@ def test_persist_failed_and_define_failed_still_keeps_source(world):
     dom = running_vm(world, script=lv.MigrationScript(samples=[lv.sample(10)], outcome="persist_failed_transient"))
     hv2(world).define_error = lv.libvirtError("disk full", lv.VIR_ERR_OPERATION_FAILED)
     with pytest.raises(MigrationFailed) as caught:
-        make(world).run()
+        migrate(world)
     assert "defining on the destination failed too: disk full" in caught.value.details["recovery"]
     assert "do not undefine the source" in caught.value.hint
     assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
@@ -537,7 +531,7 @@ def test_migration_already_running_is_reported(world):
     dom = running_vm(world)
     dom.job = lv.FakeJob(dom, hv2(world), {}, 0)
     with pytest.raises(Exception, match="already running") as caught:
-        make(world).run()
+        migrate(world)
     assert caught.value.kind == "in_progress"
     assert world.mutations == []
 
@@ -560,7 +554,7 @@ def test_a_second_run_of_a_domain_being_migrated_fails_at_once_and_touches_nothi
     holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
     try:
         with pytest.raises(MigrationInProgress) as caught:
-            make(world).run()
+            migrate(world)
     finally:
         holder.close()
     assert "already running from this machine (pid 4242" in caught.value.message
@@ -575,7 +569,7 @@ def test_the_domain_lock_is_keyed_by_uuid_when_the_run_names_the_domain_by_uuid(
     holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
     try:
         with pytest.raises(MigrationInProgress):
-            make(world, name=None, uuid=dom.UUIDString().upper()).run()
+            migrate(world, name=None, uuid=dom.UUIDString().upper())
     finally:
         holder.close()
     assert world.mutations == []
@@ -583,18 +577,18 @@ def test_the_domain_lock_is_keyed_by_uuid_when_the_run_names_the_domain_by_uuid(
 
 def test_the_domain_lock_is_released_when_the_run_ends(world):
     dom = running_vm(world)
-    make(world).run()
+    migrate(world)
     path = _run_lock.lock_path_for("migrate", dom.UUIDString())
     with open(path, encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises BlockingIOError if still held
-    assert make(world).run()["changed"] is False
+    assert migrate(world)["changed"] is False
 
 
 def test_check_mode_with_the_domain_lock_held_plans_and_warns(world):
     dom = running_vm(world)
     holder = hold(_run_lock.lock_path_for("migrate", dom.UUIDString()))
     try:
-        result = make(world, check_mode=True).run()
+        result = migrate(world, check_mode=True)
     finally:
         holder.close()
     assert result["changed"] is True
@@ -614,7 +608,7 @@ def test_a_job_started_from_elsewhere_after_the_look_up_is_left_alone(world):
 
     dom.migrateToURI3 = start_foreign_job_first
     with pytest.raises(MigrationInProgress) as caught:
-        make(world).run()
+        migrate(world)
     assert "this run started none and nothing was touched" in caught.value.message
     assert "another migration job is already running" in caught.value.libvirt_error
     assert not foreign.finished.is_set(), "the other run's job was aborted"
@@ -628,6 +622,6 @@ def test_an_offline_migration_refused_for_another_job_touches_nothing(world):
         "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatch)",
         lv.VIR_ERR_OPERATION_TIMEOUT)
     with pytest.raises(MigrationInProgress, match="this run started none"):
-        make(world, live=False).run()
+        migrate(world, live=False)
     assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
     assert state_of(hv2(world), dom.UUIDString()) is None

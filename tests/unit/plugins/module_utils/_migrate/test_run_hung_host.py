@@ -31,7 +31,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate import 
     monitor as _monitor,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate import (
-    run as _migrator,
+    recovery as _recovery,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.monitor import (
     HARD_TIMEOUT_GRACE_SECONDS,
@@ -45,14 +45,14 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy 
     ConvergencePolicy,
     PolicyConfig,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
-    MigrationRequest,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.recovery import (
     next_step_after_failure,
     placement_as_checked,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
+    run_migration,
+)
+from builders import Connections, environment_of, migrate_request
 
 SRC = "qemu:///system"
 DEST = "qemu+tls://hv2.example.com/system"
@@ -72,9 +72,9 @@ def asleep():
 def quick(monkeypatch):
     """The run's deadlines in fractions of a second (the unit tests measure real time)."""
     monkeypatch.setattr(_monitor, "MIGRATE_CALL_GRACE_SECONDS", 2.0)
-    monkeypatch.setattr(_migrator, "SIDE_CALL_SECONDS", 0.5)
-    monkeypatch.setattr(_migrator, "RECONNECT_SECONDS", 1.0)
-    monkeypatch.setattr(_migrator, "RECOVERY_SECONDS", 3.0)
+    monkeypatch.setattr(_recovery, "SIDE_CALL_SECONDS", 0.5)
+    monkeypatch.setattr(_recovery, "RECONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(_recovery, "RECOVERY_SECONDS", 3.0)
     monkeypatch.setattr(_connection, "CONNECT_TIMEOUT_SECONDS", 5.0)  # longer than the reconnect window
     monkeypatch.setattr(_connection, "CLOSE_TIMEOUT_SECONDS", 0.2)
 
@@ -287,21 +287,20 @@ def test_the_monitor_gives_up_on_a_source_whose_job_queries_hang(world, asleep, 
 # The run: a destination that hangs mid-migration (what an operator saw on the lab)
 
 
-def make(world, **params) -> Migrator:
-    values = {"name": "vm1", "dest_uri": DEST, "timeout": 5, "convergence": {"downtime_steps": 0}}
+def migrate(world, connections: Connections, **params):
+    values = {"timeout": 5, "convergence": {"downtime_steps": 0}}
     values.update(params)
-    return Migrator(MigrationRequest.from_params(values), clock=world.clock, wait=world.wait,
-                    resolves_locally=lambda host: False)
+    return run_migration(migrate_request(**values), environment=environment_of(world, connect=connections))
 
 
-def hang_destination_mid_migration(world, migrator: Migrator, dom: lv.FakeDomain, asleep: threading.Event,
+def hang_destination_mid_migration(world, connections: Connections, dom: lv.FakeDomain, asleep: threading.Event,
                                    monkeypatch) -> HungConnection:
     """Once the job runs, the destination's libvirtd answers nothing: its connection hangs, reopening hangs."""
     hung = HungConnection(asleep, world.hosts[DEST])
     original = dom.migrateToURI3
 
     def call(*args):
-        migrator.dest_conn = hung
+        connections.replace("destination", hung)
         hang_opening(monkeypatch, asleep, DEST)
         try:
             return original(*args)
@@ -313,13 +312,13 @@ def hang_destination_mid_migration(world, migrator: Migrator, dom: lv.FakeDomain
 
 def test_a_destination_hung_mid_migration_ends_the_run_within_the_grace(world, asleep, quick, monkeypatch):
     dom = never_converging(world)
-    migrator = make(world)
-    hung = hang_destination_mid_migration(world, migrator, dom, asleep, monkeypatch)
+    connections = Connections()
+    hung = hang_destination_mid_migration(world, connections, dom, asleep, monkeypatch)
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
+        migrate(world, connections)
     took = elapsed(start)
-    grace = _monitor.MIGRATE_CALL_GRACE_SECONDS + _migrator.RECOVERY_SECONDS
+    grace = _monitor.MIGRATE_CALL_GRACE_SECONDS + _recovery.RECOVERY_SECONDS
     assert took < grace + SLACK, f"the run took {took:.1f}s"
     error = raised.value
     text = str(error)
@@ -342,12 +341,12 @@ def test_a_destination_hung_mid_migration_ends_the_run_within_the_grace(world, a
 def test_a_destination_that_is_gone_and_hangs_when_reopened_is_bounded_too(world, asleep, quick, monkeypatch):
     """keepalive dropped the idle connection; reopening it completes TCP and then hangs in the handshake."""
     dom = never_converging(world)
-    migrator = make(world)
+    connections = Connections()
     opening = []
     original = dom.migrateToURI3
 
     def call(*args):
-        migrator.dest_conn = _DroppedConnection()
+        connections.replace("destination", _DroppedConnection())
         opening.extend(hang_opening(monkeypatch, asleep, DEST))
         try:
             return original(*args)
@@ -356,8 +355,8 @@ def test_a_destination_that_is_gone_and_hangs_when_reopened_is_bounded_too(world
     dom.migrateToURI3 = call
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
-    assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _migrator.RECOVERY_SECONDS + SLACK
+        migrate(world, connections)
+    assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _recovery.RECOVERY_SECONDS + SLACK
     assert raised.value.details["unreachable"] == ["destination"]
     assert "runs on: source (the destination could not be checked)" in str(raised.value)
 
@@ -380,20 +379,20 @@ class _DroppedConnection:
 def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, quick, monkeypatch):
     """The source stops answering after the abort: the result says unknown, and nothing is done on either side."""
     dom = never_converging(world)
-    migrator = make(world)
+    connections = Connections()
     original = dom.migrateToURI3
 
     def call(*args):
         try:
             return original(*args)
         finally:
-            migrator.source_conn = HungConnection(asleep, world.hosts[SRC])
+            connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
             hang_opening(monkeypatch, asleep, SRC)
     dom.migrateToURI3 = call
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
-    assert elapsed(start) < _migrator.RECOVERY_SECONDS + SLACK
+        migrate(world, connections)
+    assert elapsed(start) < _recovery.RECOVERY_SECONDS + SLACK
     error = raised.value
     text = str(error)
     assert error.details["unreachable"] == ["source"]
@@ -407,22 +406,22 @@ def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, qui
 
 def test_recovery_on_two_hung_sides_ends_within_its_time(world, asleep, quick, monkeypatch):
     dom = never_converging(world)
-    migrator = make(world)
+    connections = Connections()
     original = dom.migrateToURI3
 
     def call(*args):
         try:
             return original(*args)
         finally:
-            migrator.source_conn = HungConnection(asleep, world.hosts[SRC])
-            migrator.dest_conn = HungConnection(asleep, world.hosts[DEST])
+            connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
+            connections.replace("destination", HungConnection(asleep, world.hosts[DEST]))
             hang_opening(monkeypatch, asleep, SRC)
             hang_opening(monkeypatch, asleep, DEST)
     dom.migrateToURI3 = call
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
-    assert elapsed(start) < _migrator.RECONNECT_SECONDS + SLACK, "the two sides were not waited for at once"
+        migrate(world, connections)
+    assert elapsed(start) < _recovery.RECONNECT_SECONDS + SLACK, "the two sides were not waited for at once"
     assert raised.value.details["unreachable"] == ["destination", "source"]
     assert "the domain now runs on: unknown (the destination and source could not be checked)" in str(raised.value)
 
@@ -430,10 +429,9 @@ def test_recovery_on_two_hung_sides_ends_within_its_time(world, asleep, quick, m
 def test_a_recovery_whose_time_ran_out_checks_nothing_more(world, quick, monkeypatch):
     """With no recovery time left, a side is reported as not checked rather than asked past the deadline."""
     dom = never_converging(world)
-    migrator = make(world)
-    monkeypatch.setattr(_migrator, "RECOVERY_SECONDS", 0.0)
+    monkeypatch.setattr(_recovery, "RECOVERY_SECONDS", 0.0)
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
+        migrate(world, Connections())
     text = str(raised.value)
     assert "the recovery's 0s ran out before it was checked" in text
     assert raised.value.details["unreachable"] == ["destination", "source"]
@@ -501,16 +499,14 @@ def test_an_evacuation_whose_destination_hangs_mid_migration_ends_within_the_gra
         "uri": SRC, "destinations": [{"name": "hv2", "uri": DEST}], "memory_reserve_mib": 0, "timeout": 5,
         "convergence": {"downtime_steps": 0}})
 
-    def make_migrator(request, check):
-        migrator = Migrator(request, check_mode=check, clock=world.clock, wait=world.wait,
-                            fs_type_of=lambda path: None, resolves_locally=lambda host: False)
-        hang_destination_mid_migration(world, migrator, dom, asleep, monkeypatch)
-        return migrator
-    environment = EvacuationEnvironment(resolves_locally=lambda host: False,
-                                        migrate_guest=lambda request, check: make_migrator(request, check).run())
+    def migrate_guest(request, check):
+        connections = Connections()
+        hang_destination_mid_migration(world, connections, dom, asleep, monkeypatch)
+        return run_migration(request, check, environment_of(world, connect=connections, fs_type_of=lambda path: None))
+    environment = EvacuationEnvironment(resolves_locally=lambda host: False, migrate_guest=migrate_guest)
     start = time.monotonic()
     result = run_evacuation(options, environment=environment)
-    assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _migrator.RECOVERY_SECONDS + SLACK
+    assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _recovery.RECOVERY_SECONDS + SLACK
     (row,) = result["vms"]
     assert row["result"] == "failed", row
     assert row["details"]["unreachable"] == ["destination"]

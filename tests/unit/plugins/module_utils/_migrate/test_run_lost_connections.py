@@ -5,38 +5,16 @@ from __future__ import annotations
 import fake_libvirt as lv
 import pytest
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
-    ConnectionFailed,
     MigrationFailed,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
-    open_connection,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
-    MigrationRequest,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
-    Migrator,
+    run_migration,
 )
+from builders import Connections, environment_of, migrate_request
 
 DEST = "qemu+tls://hv2.example.com/system"
 SRC = "qemu:///system"
 GIB_KIB = 1048576
-
-
-class Connections:
-    """open_connection that records what was opened and can make a connection die or a host refuse."""
-
-    def __init__(self) -> None:
-        self.opened: list[tuple[str, str, object]] = []
-        self.refuse: set[str] = set()
-
-    def __call__(self, uri: str, role: str = "source", **context):
-        if uri in self.refuse:
-            raise ConnectionFailed(f"connect to {role}", f"cannot open {uri}", libvirt_error="Connection refused",
-                                   **context)
-        conn = open_connection(uri, role, **context)
-        self.opened.append((uri, role, conn))
-        return conn
 
 
 class DeadConnection:
@@ -57,11 +35,8 @@ class DeadConnection:
         return closed
 
 
-def make(world, connect, **params):
-    values = {"name": "vm1", "dest_uri": DEST}
-    values.update(params)
-    return Migrator(MigrationRequest.from_params(values), clock=world.clock, wait=world.wait, connect=connect,
-                    resolves_locally=lambda host: False)
+def migrate(world, connections: Connections, **params):
+    return run_migration(migrate_request(**params), environment=environment_of(world, connect=connections))
 
 
 def failing_vm(world):
@@ -76,7 +51,7 @@ def test_the_monitor_watches_the_job_on_a_connection_of_its_own(world):
     dom = world.hosts[SRC].add_domain("vm1")
     dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB_KIB * 1024 // (i + 1)) for i in range(3)])
     connections = Connections()
-    result = make(world, connections).run()
+    result = migrate(world, connections)
     assert result["changed"] is True
     sources = [conn for uri, _role, conn in connections.opened if uri == SRC]
     assert len(sources) == 2, "the monitor should open its own connection to the source"
@@ -89,22 +64,16 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
     """libvirtd restarted on one side during the migration: both sides are read again, not a raw lookup error."""
     dom = failing_vm(world)
     connections = Connections()
-    migrator = make(world, connections)
-    real_migrate_live = migrator.migrate_live
+    original = dom.migrateToURI3
 
-    def migrate_then_lose() -> None:
-        original = dom.migrateToURI3
-
-        def call(*args):
-            try:
-                return original(*args)
-            finally:
-                setattr(migrator, "source_conn" if lost == "source" else "dest_conn", DeadConnection(noticed))
-        dom.migrateToURI3 = call
-        real_migrate_live()
-    migrator.migrate_live = migrate_then_lose
+    def call(*args):
+        try:
+            return original(*args)
+        finally:
+            connections.replace(lost, DeadConnection(noticed))
+    dom.migrateToURI3 = call
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
+        migrate(world, connections)
     text = str(raised.value)
     assert "the domain now runs on: source" in text, text
     assert f"reconnected to the {lost}" in text, text
@@ -115,23 +84,17 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
 def test_a_side_that_cannot_be_reached_again_is_reported_unchecked(world):
     dom = failing_vm(world)
     connections = Connections()
-    migrator = make(world, connections)
-    real_migrate_live = migrator.migrate_live
+    original = dom.migrateToURI3
 
-    def migrate_then_lose_dest() -> None:
-        original = dom.migrateToURI3
-
-        def call(*args):
-            try:
-                return original(*args)
-            finally:
-                migrator.dest_conn = DeadConnection()
-                connections.refuse.add(DEST)
-        dom.migrateToURI3 = call
-        real_migrate_live()
-    migrator.migrate_live = migrate_then_lose_dest
+    def call(*args):
+        try:
+            return original(*args)
+        finally:
+            connections.replace("destination", DeadConnection())
+            connections.refuse.add(DEST)
+    dom.migrateToURI3 = call
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
+        migrate(world, connections)
     text = str(raised.value)
     assert "the domain now runs on: source (the destination could not be checked)" in text, text
     assert "could not reopen it" in text
@@ -145,23 +108,17 @@ def test_a_copy_paused_by_the_migration_on_the_destination_is_not_where_the_doma
     dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB_KIB * 512)] * 2, outcome="fail_leave_dest",
                                     error_text="End of file while reading data: Input/output error")
     connections = Connections()
-    migrator = make(world, connections)
-    real_migrate_live = migrator.migrate_live
+    original = dom.migrateToURI3
 
-    def migrate_then_lose_source() -> None:
-        original = dom.migrateToURI3
-
-        def call(*args):
-            try:
-                return original(*args)
-            finally:
-                migrator.source_conn = DeadConnection()
-                connections.refuse.add(SRC)
-        dom.migrateToURI3 = call
-        real_migrate_live()
-    migrator.migrate_live = migrate_then_lose_source
+    def call(*args):
+        try:
+            return original(*args)
+        finally:
+            connections.replace("source", DeadConnection())
+            connections.refuse.add(SRC)
+    dom.migrateToURI3 = call
     with pytest.raises(MigrationFailed) as raised:
-        migrator.run()
+        migrate(world, connections)
     text = str(raised.value)
     assert world.hosts[DEST].domains[dom.UUIDString()].state() == [lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PAUSED_MIGRATION]
     assert "the domain now runs on: unknown (the source could not be checked)" in text, text
