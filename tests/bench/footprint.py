@@ -393,6 +393,12 @@ def markdown(document: dict[str, Any]) -> str:
             (f"Ratio after / before of the median wall time: **{ratio(a['median_process_s'], b['median_process_s'])}**; "
              f"of the median CPU time: **{ratio(a['median_cpu_s'], b['median_cpu_s'])}**."),
             "",
+            (f"CPU / wall of the medians: before {b['median_cpu_s'] / b['median_process_s']:.2f}, after "
+             f"{a['median_cpu_s'] / a['median_process_s']:.2f}: the process computes nearly all the time it runs (it"),
+            "waits only for the destination's TLS handshake and libvirt's answers), so on a machine whose cores are",
+            "busy with other work (guests under TCG, other processes) its wall time grows with that load while its",
+            "CPU time stays.",
+            "",
             "The floor is ansible-core's own: `ansible.builtin.ping`'s wrapper kept and run the same way on the",
             "same host, interleaved with the others (interpreter start, unpacking, `ansible.module_utils.basic`).",
             (f"Above it, the migrate process takes {above(b, process[FLOOR])} (before) and "
