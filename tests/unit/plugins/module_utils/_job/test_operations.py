@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import fake_libvirt as lv
 import pytest
-from ansible.module_utils.testing import patch_module_args
+import yaml
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     DomainNotFound,
     JobError,
     ValidationError,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._job.argspec import (
+    migration_job_argument_spec,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     JobController,
@@ -175,10 +176,8 @@ def test_unknown_domain(world):
 
 def test_module_main_info(world, capsys):
     migrating(world)
-    with patch_module_args({"name": "vm1"}), pytest.raises(SystemExit) as caught:
-        migration_job.main()
-    result = json.loads(capsys.readouterr().out)
-    assert caught.value.code == 0
+    code, result = run_module_main(migration_job.main, {"name": "vm1"}, capsys)
+    assert code == 0
     assert result["job"]["memory_dirty_rate"] == 25000
     assert "diff" not in result
 
@@ -201,9 +200,14 @@ def test_module_needs_name_or_uuid(world, capsys):
 
 def test_module_main_failure(world, capsys):
     migrating(world)
-    with patch_module_args({"name": "vm1", "operation": "postcopy"}), pytest.raises(SystemExit) as caught:
-        migration_job.main()
-    result = json.loads(capsys.readouterr().out)
-    assert caught.value.code == 1
+    code, result = run_module_main(migration_job.main, {"name": "vm1", "operation": "postcopy"}, capsys)
+    assert code == 1
     assert result["error"]["kind"] == "job"
     assert result["error"]["libvirt_error_code"] == lv.VIR_ERR_OPERATION_INVALID
+
+
+def test_documented_choices_and_defaults_are_the_specs():
+    documented = yaml.safe_load(migration_job.DOCUMENTATION)["options"]
+    spec = migration_job_argument_spec()
+    for name, option in documented.items():
+        assert (option.get("default"), option.get("choices")) == (spec[name].get("default"), spec[name].get("choices"))
