@@ -39,6 +39,7 @@ help:
 	@echo "make test        every test: ruff, ansible-lint, ansible-test sanity, unit, lab integration, molecule"
 	@echo "make docs        the collection's documentation site (HTML) in build/docs/html"
 	@echo "make bench       benchmarks on the lab: results (JSON, markdown, PNG plots) in $(BENCH_OUT)"
+	@echo "make footprint   the modules' payload and an idempotent re-run's process time, before/after, in $(BENCH_OUT)/footprint.md"
 	@echo "make lab-up | lab-down | lab-status    the lab of real Debian 12 hosts (LAB_NAME=$(LAB_NAME))"
 
 setup: host-packages venv collection-link
