@@ -346,7 +346,7 @@ def markdown(document: dict[str, Any]) -> str:
         (f"Measured {document['measured_at']} by `tests/bench/footprint.py` "
          f"(BEFORE: {trees[0]['description']}; AFTER: {trees[1]['description']}, git {document['git_head']})."),
         "",
-        "Reproduce (the lab up and prepared; about ten minutes on the shared two-core controller):",
+        "Reproduce (the lab up and prepared; a few minutes on the shared two-core controller):",
         "",
         "```sh",
         document["command"],
