@@ -6,8 +6,8 @@
 For each tree: its tarball is built and installed (tests/packaging/artifact.py), then
 
 * payload: for each module (migrate, migration_job, evacuate), the collection's module_utils files
-  AnsiballZ ships with it and their lines, found by Ansible's own finder
-  (``ansible.executor.module_common.recursive_finder``, the function that fills the AnsiballZ zip);
+  AnsiballZ ships with it and their lines, in the AnsiballZ Ansible builds
+  (``ansible.executor.module_common.modify_module``; its finder ``recursive_finder`` fills the zip);
 * process time (with ``--lab``): a migrate task whose guest already runs on its destination
   (``changed=false``), on a lab hypervisor. The module runs once through ``ansible`` with
   ANSIBLE_KEEP_REMOTE_FILES=1 and its own remote temporary directory; its AnsiballZ wrapper (the
@@ -26,7 +26,7 @@ integration tests' guests.yml; the lab must be up and prepared (libvirt TLS betw
 from __future__ import annotations
 
 import argparse
-import datetime
+import base64
 import io
 import json
 import re
@@ -103,13 +103,19 @@ def prepare_trees(before: str, work: Path) -> list[Tree]:
 # ---------------------------------------------------------------------------------------- payload
 
 
-def payload_files(collections: str, module: str) -> dict[str, int]:
-    """{path in the AnsiballZ zip: lines} of this collection's files shipped with ``module``.
+ZIP_DATA = re.compile(r"""zip_data=['"]([A-Za-z0-9+/=]+)['"]""")
+
+
+def payload_files(collections: str, module: str) -> dict[str, Any]:
+    """The AnsiballZ of ``module`` as Ansible builds it (``module_common.modify_module``, whose finder picks
+    the module_utils): {path in its zip: lines} of this collection's files, the zip's entries, the wrapper's bytes.
 
     Runs in a process of its own (``--payload``): the collection loader is installed once per process.
     """
-    from ansible._internal._ansiballz import _builder
+    from ansible import constants
     from ansible.executor import module_common
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
     from ansible.utils.collection_loader._collection_finder import (
         _AnsibleCollectionFinder,
     )
@@ -118,23 +124,32 @@ def payload_files(collections: str, module: str) -> dict[str, int]:
     import ansible_collections.virtops.migration as collection
 
     module_path = Path(next(iter(collection.__path__))) / "plugins" / "modules" / f"{module}.py"
-    fqn = f"ansible_collections.virtops.migration.plugins.modules.{module}"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as payload:
-        module_common.recursive_finder(module, fqn, module_path.read_bytes(), payload,
-                                       datetime.datetime(1980, 1, 1), _builder.ExtensionManager.create(task_vars={}))
-        return {name: len(payload.read(name).splitlines()) for name in payload.namelist()
-                if name.startswith(COLLECTION_PREFIX)}
+    built = module_common.modify_module(
+        module_name=f"virtops.migration.{module}", module_path=str(module_path), module_args={},
+        templar=Templar(loader=DataLoader()), task_vars={"ansible_python_interpreter": "/usr/bin/python3"},
+        module_compression=constants.config.get_config_value("DEFAULT_MODULE_COMPRESSION"), environment={})
+    found = ZIP_DATA.search(built.b_module_data.decode())
+    if found is None:
+        raise RuntimeError(f"no zip in the AnsiballZ wrapper of {module}")
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1)))) as payload:
+        return {
+            "collection": {name: len(payload.read(name).splitlines()) for name in payload.namelist()
+                           if name.startswith(COLLECTION_PREFIX.split("/")[0] + "/")},
+            "zip_entries": len(payload.namelist()),
+            "wrapper_bytes": len(built.b_module_data),
+        }
 
 
 def payload_of(tree: Tree, module: str) -> dict[str, Any]:
-    """The module_utils files and lines the AnsiballZ of ``module`` carries from ``tree``."""
-    found = subprocess.run([sys.executable, __file__, "--payload", tree.collections, module],
-                           check=True, capture_output=True, text=True).stdout
-    files: dict[str, int] = json.loads(found)
+    """The module_utils files and lines the AnsiballZ of ``module`` carries from ``tree``, and its totals."""
+    found = json.loads(subprocess.run([sys.executable, __file__, "--payload", tree.collections, module],
+                                      check=True, capture_output=True, text=True).stdout)
+    files: dict[str, int] = found["collection"]
     shipped = {name: lines for name, lines in files.items()
                if name.startswith(MODULE_UTILS_PREFIX) and lines > 0}
     return {"files": len(shipped), "lines": sum(shipped.values()),
+            "collection_files": len(files), "collection_lines": sum(files.values()),
+            "zip_entries": found["zip_entries"], "wrapper_bytes": found["wrapper_bytes"],
             "paths": {name[len(MODULE_UTILS_PREFIX):]: lines for name, lines in sorted(shipped.items())}}
 
 
@@ -354,10 +369,11 @@ def markdown(document: dict[str, Any]) -> str:
         "",
         "## Payload: the collection's module_utils AnsiballZ ships with each module",
         "",
-        "Found by Ansible's own finder (`ansible.executor.module_common.recursive_finder`, the function that fills",
-        "the AnsiballZ zip) in each tree's installed tarball; files under",
+        "Each module's AnsiballZ as Ansible builds it from each tree's installed tarball",
+        "(`ansible.executor.module_common.modify_module`, whose finder `recursive_finder` picks the module_utils",
+        "a module imports); counted in its zip: files under",
         "`ansible_collections/virtops/migration/plugins/module_utils/` with at least one line (the empty package",
-        "`__init__.py` files the finder adds are not counted), and their lines.",
+        "`__init__.py` files are not counted), and their lines.",
         "",
         "| module | files before | files after | lines before | lines after | lines after / before |",
         "|---|---:|---:|---:|---:|---:|",
@@ -366,6 +382,21 @@ def markdown(document: dict[str, Any]) -> str:
         b, a = document["payload"][before][module], document["payload"][after][module]
         lines.append(f"| {module} | {b['files']} | {a['files']} | {b['lines']} | {a['lines']} | "
                      f"{ratio(a['lines'], b['lines'])} |")
+    lines += [
+        "",
+        "The whole zip: every entry of the collection (the module itself, its module_utils, the package",
+        "`__init__.py` files) with their lines, every entry (ansible-core's module_utils included), and the",
+        "wrapper's size as sent to the host (base64 of the zip, arguments and bootstrap code).",
+        "",
+        ("| module | collection entries before / after | their lines before / after | zip entries before / after "
+        "| wrapper KiB before / after |"),
+        "|---|---:|---:|---:|---:|",
+    ]
+    for module in MODULES:
+        b, a = document["payload"][before][module], document["payload"][after][module]
+        lines.append(f"| {module} | {b['collection_files']} / {a['collection_files']} | {b['collection_lines']} / "
+                     f"{a['collection_lines']} | {b['zip_entries']} / {a['zip_entries']} | "
+                     f"{b['wrapper_bytes'] / 1024:.0f} / {a['wrapper_bytes'] / 1024:.0f} |")
     process = document.get("process")
     lines += ["", "## Process time of an idempotent migrate re-run on a lab hypervisor", ""]
     if not process:
