@@ -470,6 +470,16 @@ def print_summary(document: dict[str, Any]) -> None:
               f"cpu {ratio(after['median_cpu_s'], before['median_cpu_s'])}")
 
 
+def reproduce_command(options: argparse.Namespace, argv: list[str]) -> str:
+    """``make footprint`` with the settings this run used, or this script's command line."""
+    if not options.lab:
+        return "python tests/bench/footprint.py " + " ".join(shlex.quote(a) for a in argv)
+    settings = {"LAB_NAME": (options.lab, "vtl"), "FOOTPRINT_BEFORE": (options.before, DEFAULT_BEFORE),
+                "FOOTPRINT_RUNS": (str(options.runs), "9")}
+    return " ".join(["make footprint", *(f"{name}={value}" for name, (value, default) in settings.items()
+                                         if value != default)])
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default=DEFAULT_BEFORE, help="git revision of BEFORE (default %(default)s)")
@@ -488,8 +498,7 @@ def main(argv: list[str]) -> int:
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "git_head": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                    text=True, check=False).stdout.strip(),
-        "command": "make footprint" if options.lab == "vtl" else "python tests/bench/footprint.py "
-                   + " ".join(shlex.quote(a) for a in argv),
+        "command": reproduce_command(options, argv),
         "trees": [{"label": t.label, "description": t.description} for t in trees],
         "payload": {t.label: {m: payload_of(t, m) for m in MODULES} for t in trees},
     }
