@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -17,6 +18,12 @@ def run_module_main(main: Callable[[], None], args: dict[str, Any], capsys: Any,
         args["_ansible_check_mode"] = True
     if diff:
         args["_ansible_diff"] = True
-    with patch_module_args(args), pytest.raises(SystemExit) as caught:
-        main()
+    # A module runs in a process of its own on the managed host: warnings and deprecations are
+    # collected into its result. Once a test in this process has imported controller code (the
+    # filter plugins import ansible.errors), ansible-core would send them to the controller's
+    # display instead; run main() as the managed host would.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_internal, "is_controller", False)
+        with patch_module_args(args), pytest.raises(SystemExit) as caught:
+            main()
     return caught.value.code, json.loads(capsys.readouterr().out)
