@@ -34,7 +34,7 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: The URI of hv2 (qemu+tls://hv2.example.com/system when virtops_libvirt_fqdn is hv2.example.com)
+- name: The URI of hv2 (qemu+tls://hv2.example.com/system when its virtops_libvirt_fqdn says hv2.example.com)
   ansible.builtin.debug:
     msg: "{{ 'hv2' | virtops.migration.libvirt_uri(hostvars) }}"
 
