@@ -280,17 +280,26 @@ def import_split(stderr: str) -> dict[str, Any]:
     return {"groups": groups, "own": own}
 
 
-def import_profile(lab: LabRun, wrapper: str, runs: int) -> dict[str, Any]:
-    """The medians of ``runs`` ``python3 -X importtime`` runs of ``wrapper`` on the host."""
-    splits = [import_split(lab.lab.ssh(TASK_HOST, f"/usr/bin/python3 -X importtime {shlex.quote(wrapper)}").stderr)
-              for _ in range(runs)]
+def import_summary(splits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The medians of several ``import_split`` results of one wrapper."""
     names = {name for split in splits for name in split["own"]}
     return {
-        "runs": runs,
+        "runs": len(splits),
         "groups": {group: round(median([s["groups"][group] for s in splits]) or 0.0, 4) for group in splits[0]["groups"]},
         "own": dict(sorted(((name, round(median([s["own"].get(name, 0.0) for s in splits]) or 0.0, 4))
                             for name in names), key=lambda item: -item[1])),
     }
+
+
+def import_profiles(lab: LabRun, wrappers: dict[str, str], runs: int) -> dict[str, dict[str, Any]]:
+    """``runs`` ``python3 -X importtime`` runs of each wrapper on the host, interleaved as the samples are."""
+    labels = list(wrappers)
+    splits: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+    for index in range(runs):
+        for label in labels if index % 2 == 0 else list(reversed(labels)):
+            command = f"/usr/bin/python3 -X importtime {shlex.quote(wrappers[label])}"
+            splits[label].append(import_split(lab.lab.ssh(TASK_HOST, command).stderr))
+    return {label: import_summary(found) for label, found in splits.items()}
 
 
 def measure_on_lab(lab_name: str, trees: list[Tree], runs: int) -> dict[str, Any]:
@@ -299,7 +308,7 @@ def measure_on_lab(lab_name: str, trees: list[Tree], runs: int) -> dict[str, Any
     try:
         wrappers = lab.keep_wrappers(trees)
         samples = interleaved(lab, wrappers, runs)
-        imports = {label: import_profile(lab, wrapper, max(3, runs // 2)) for label, wrapper in wrappers.items()}
+        imports = import_profiles(lab, wrappers, max(3, runs // 2))
     finally:
         lab.remove_guest()
     return {label: {**process_summary(found), "imports": imports[label]} for label, found in samples.items()}
@@ -334,10 +343,11 @@ def import_section(process: dict[str, Any], before: str, after: str) -> list[str
         "",
         "## Where the process time goes",
         "",
-        f"From {runs} runs of each wrapper under `python3 -X importtime` after the samples above (medians, wall",
-        "seconds; importtime's own bookkeeping makes them a little longer). Top-level imports by owner: the",
-        "collection's line holds what its modules import first (libvirt's bindings apart), including the time",
-        "to compile each source file, which AnsiballZ imports from its zip, so without cached bytecode.",
+        f"From {runs} runs of each wrapper under `python3 -X importtime` after the samples above, interleaved as",
+        "they are (medians, wall seconds; importtime's own bookkeeping makes them a little longer). Top-level",
+        "imports by owner: the collection's line holds what its modules import first (libvirt's bindings apart),",
+        "including the time to compile each source file, which AnsiballZ imports from its zip, so without",
+        "cached bytecode.",
         "",
         "| | " + " | ".join(labels) + " |",
         "|---|" + "---:|" * len(labels),
