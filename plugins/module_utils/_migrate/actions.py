@@ -114,7 +114,7 @@ class Timekeeping:
     wait: Waiter
 
 
-def execute(prepared: Prepared, session: Session, time: Timekeeping, warn: Warn) -> Executed:
+def execute(prepared: Prepared, session: Session, timekeeping: Timekeeping, warn: Warn) -> Executed:
     """Run the decided actions in order; raises MigrationError (after recovery, for a failed migration)."""
     notes: list[str] = []
     policy_actions: list[dict[str, Any]] = []
@@ -130,7 +130,7 @@ def execute(prepared: Prepared, session: Session, time: Timekeeping, warn: Warn)
         elif action == MIGRATE_OFFLINE:
             migrate_offline(prepared, session)
         else:
-            live = migrate_live(prepared, session, time, warn, notes)
+            live = migrate_live(prepared, session, timekeeping, warn, notes)
             notes, policy_actions = live.notes, live.policy_actions
     return Executed(notes, policy_actions)
 
@@ -206,13 +206,13 @@ def migrate_offline(prepared: Prepared, session: Session) -> None:
                                            "runs, the source keeps its definition", **prepared.context())
 
 
-def migrate_live(prepared: Prepared, session: Session, time: Timekeeping, warn: Warn,
+def migrate_live(prepared: Prepared, session: Session, timekeeping: Timekeeping, warn: Warn,
                  earlier_notes: list[str]) -> Executed:
     """Migrate under the job monitor; a failure is recovered and raised, unless the domain moved anyway."""
     source = prepared.found.observed.source
     memory_bytes = (source.max_memory_kib if source else 0) * 1024
-    policy = ConvergencePolicy(prepared.request.convergence, memory_bytes, time.clock())
-    outcome = watch_migration(prepared, session, policy, time, warn)
+    policy = ConvergencePolicy(prepared.request.convergence, memory_bytes, timekeeping.clock())
+    outcome = watch_migration(prepared, session, policy, timekeeping, warn)
     policy_actions = policy.summary()
     for warning in outcome.warnings:
         warn(warning)
@@ -227,21 +227,21 @@ def migrate_live(prepared: Prepared, session: Session, time: Timekeeping, warn: 
     if libvirt_error_code(error) == libvirt.VIR_ERR_MIGRATE_PERSIST_FAILED:
         raise recover_persist_failed(failure, prepared.plan, prepared.located.uuid, session, prepared.request)
     before = Before(prepared.found.observed, resumed_by_us=RESUME_SOURCE in prepared.decision.actions)
-    report = recover_failed(prepared.located.uuid, before, outcome.paused_by_us, session, time.clock)
+    report = recover_failed(prepared.located.uuid, before, outcome.paused_by_us, session, timekeeping.clock)
     if not report.migrated_anyway:
         raise migration_failed(failure, report, prepared.request, prepared.preflight)
     warn(migrated_anyway_warning(error))
     return Executed([*earlier_notes, *report.notes], policy_actions)
 
 
-def watch_migration(prepared: Prepared, session: Session, policy: ConvergencePolicy, time: Timekeeping,
+def watch_migration(prepared: Prepared, session: Session, policy: ConvergencePolicy, timekeeping: Timekeeping,
                     warn: Warn) -> MonitorOutcome:
     """Run the migrate call while the monitor polls the job on a connection of its own, then close that one."""
     monitor_conn = monitor_connection(session, warn)
     outcome: MonitorOutcome | None = None
     try:
         watched = lookup_by_uuid(monitor_conn, prepared.located.uuid) if monitor_conn is not None else None
-        monitor = MigrationMonitor(watched or prepared.found.source_dom, policy, time.clock, time.wait)
+        monitor = MigrationMonitor(watched or prepared.found.source_dom, policy, timekeeping.clock, timekeeping.wait)
         outcome = monitor.run(migrate_call(prepared, session))
     finally:
         abandoned = outcome is not None and outcome.call_abandoned

@@ -75,7 +75,10 @@ class Named:
 
 @dataclass(frozen=True)
 class Found:
-    """Both sides, looked up by the domain's UUID: the libvirt handles and what they are."""
+    """Both sides, looked up by the domain's UUID: the libvirt handles and what they are.
+
+    ``uuid``: the request's UUID, else the one resolved by name; None when no host holds the name.
+    """
 
     uuid: str | None
     source_dom: Any

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -60,14 +60,12 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.observe
     resolve_domain,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.plan import (
-    Plan,
     flag_names,
     plan_migration,
     redact_params,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflight import (
     PreflightContext,
-    PreflightReport,
     classify_disks,
     mount_fs_type,
     plan_copied_disks,
@@ -159,6 +157,7 @@ def run_migration(request: MigrationRequest, check_mode: bool = False,
 
 def migrate(request: MigrationRequest, check_mode: bool, env: MigrationEnvironment, session: Session,
             log: RunLog) -> dict[str, Any]:
+    """The steps after validation, on ``session``; the domain's run lock is held from the lookup to the end."""
     with log.phase("connect"):
         hosts = connect(session, log)
         hosts_distinct = refuse_same_host(request, hosts.source, hosts.destination)
@@ -221,7 +220,7 @@ def preflight_and_plan(prepared: Prepared, source: DomainInfo, session: Session,
     log.add_warnings(report.warnings)
     source_xml = migratable_xml(dom, inactive=True) if request.persistent else None
     plan = plan_migration(request, prepared.decision, source_xml, copied)
-    return Prepared(request, prepared.located, prepared.found, prepared.decision, plan, report)
+    return replace(prepared, plan=plan, preflight=report)
 
 
 @dataclass(frozen=True)
@@ -240,8 +239,7 @@ def result(prepared: Prepared, hosts: HostUUIDs, log: RunLog, check_mode: bool,
     Without ``done`` (check mode, or nothing to change) the placement after is the predicted one.
     """
     request, observed, decision = prepared.request, prepared.found.observed, prepared.decision
-    plan: Plan = prepared.plan
-    preflight: PreflightReport | None = prepared.preflight
+    plan, preflight = prepared.plan, prepared.preflight
     executed = done.executed if done else Executed()
     after = done.placement if done else predicted_placement(request, observed, decision)
     return {
