@@ -8,7 +8,8 @@
 """The migrate module's argument spec, and the tuning options every module that migrates accepts.
 
 ``migration_tuning_argument_spec`` matches the doc fragment ``virtops.migration._migration_tuning``.
-Defaults come from the code that uses them (PolicyConfig), so docs, spec and behaviour agree.
+Defaults come from the code that uses them (MigrationRequest, PolicyConfig), so docs, spec and behaviour
+agree; the choices are checked here only, by Ansible, before the request is built.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     COPY_STORAGE_CHOICES,
     PAUSED_SOURCE_CHOICES,
     PREFLIGHT_CHECKS,
+    MigrationRequest,
 )
 
 
@@ -45,27 +47,28 @@ def convergence_argument_spec() -> dict[str, Any]:
 
 def migration_tuning_argument_spec() -> dict[str, Any]:
     """How to migrate: the options any module that migrates domains accepts."""
+    defaults = MigrationRequest(dest_uri="")
     return {
-        "live": {"type": "bool", "default": True},
-        "persistent": {"type": "bool", "default": True},
-        "undefine_source": {"type": "bool", "default": True},
-        "confirm_config_removal": {"type": "bool", "default": False},
-        "p2p": {"type": "bool", "default": True},
-        "tunnelled": {"type": "bool", "default": False},
-        "tls": {"type": "bool", "default": False},
+        "live": {"type": "bool", "default": defaults.live},
+        "persistent": {"type": "bool", "default": defaults.persistent},
+        "undefine_source": {"type": "bool", "default": defaults.undefine_source},
+        "confirm_config_removal": {"type": "bool", "default": defaults.confirm_config_removal},
+        "p2p": {"type": "bool", "default": defaults.p2p},
+        "tunnelled": {"type": "bool", "default": defaults.tunnelled},
+        "tls": {"type": "bool", "default": defaults.tls},
         "bandwidth": {"type": "int"},
         "postcopy_bandwidth": {"type": "int"},
         "max_downtime": {"type": "int"},
-        "copy_storage": {"type": "str", "default": "none", "choices": list(COPY_STORAGE_CHOICES)},
-        "compression": {"type": "list", "elements": "str", "default": [], "choices": list(COMPRESSION_CHOICES)},
+        "copy_storage": {"type": "str", "default": defaults.copy_storage, "choices": list(COPY_STORAGE_CHOICES)},
+        "compression": {"type": "list", "elements": "str", "default": list(defaults.compression), "choices": list(COMPRESSION_CHOICES)},
         "parallel_connections": {"type": "int"},
-        "auto_converge": {"type": "bool", "default": False},
+        "auto_converge": {"type": "bool", "default": defaults.auto_converge},
         "auto_converge_initial": {"type": "int"},
         "auto_converge_increment": {"type": "int"},
-        "post_copy": {"type": "bool", "default": False},
-        "on_paused_source": {"type": "str", "default": "resume", "choices": list(PAUSED_SOURCE_CHOICES)},
+        "post_copy": {"type": "bool", "default": defaults.post_copy},
+        "on_paused_source": {"type": "str", "default": defaults.on_paused_source, "choices": list(PAUSED_SOURCE_CHOICES)},
         "timeout": {"type": "int"},
-        "preflight_skip": {"type": "list", "elements": "str", "default": [], "choices": list(PREFLIGHT_CHECKS)},
+        "preflight_skip": {"type": "list", "elements": "str", "default": list(defaults.preflight_skip), "choices": list(PREFLIGHT_CHECKS)},
         "convergence": {"type": "dict", "default": {}, "options": convergence_argument_spec(),
                         "apply_defaults": True},
     }
@@ -84,7 +87,7 @@ def migrate_argument_spec() -> dict[str, Any]:
         "migrate_uri": {"type": "str"},
         "listen_address": {"type": "str"},
         "tls_destination": {"type": "str"},
-        "migrate_disks": {"type": "list", "elements": "str", "default": []},
+        "migrate_disks": {"type": "list", "elements": "str", "default": list(MigrationRequest(dest_uri="").migrate_disks)},
     })
     return spec
 

@@ -37,7 +37,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     xml_uuid,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
-    ON_TIMEOUT_CHOICES,
     POSTCOPY,
     PolicyConfig,
 )
@@ -157,20 +156,6 @@ def _check_non_negative(request: MigrationRequest) -> Iterator[ValidationError]:
             yield _refuse(request, f"{option} is a percentage of CPU throttling, at most 100")
 
 
-def _check_choices(request: MigrationRequest) -> Iterator[ValidationError]:
-    choices = {
-        "copy_storage": ([request.copy_storage], COPY_STORAGE_CHOICES),
-        "compression": (request.compression, COMPRESSION_CHOICES),
-        "on_paused_source": ([request.on_paused_source], PAUSED_SOURCE_CHOICES),
-        "preflight_skip": (request.preflight_skip, PREFLIGHT_CHECKS),
-        "convergence.on_timeout": ([request.convergence.on_timeout], ON_TIMEOUT_CHOICES),
-    }
-    for option, (values, allowed) in choices.items():
-        for value in values:
-            if value not in allowed:
-                yield _refuse(request, "{}: unknown value {!r} (choose from {})".format(option, value, ", ".join(allowed)))
-
-
 def _check_transport(request: MigrationRequest) -> Iterator[ValidationError]:
     if request.tunnelled and not request.p2p:
         yield _refuse(request, "tunnelled migration needs p2p: true (libvirtd itself carries the "
@@ -267,7 +252,7 @@ def _check_uris(request: MigrationRequest, resolves_locally: Callable[[str], boo
         yield error
 
 
-OPTION_CHECKS = (_check_names, _check_choices, _check_non_negative, _check_transport, _check_modes, _check_migrate_uri)
+OPTION_CHECKS = (_check_names, _check_non_negative, _check_transport, _check_modes, _check_migrate_uri)
 
 
 def option_problems(

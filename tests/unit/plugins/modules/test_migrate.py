@@ -97,6 +97,9 @@ def test_main_fails_with_error_details(capsys, fast):
     ({"name": "vm1", "dest_uri": DEST, "copy_storage": "both"}, "value of copy_storage must be one of"),
     ({"name": "vm1", "dest_uri": DEST, "convergence": {"on_timeout": "retry"}}, "on_timeout must be one of"),
     ({"name": "vm1", "dest_uri": DEST, "compression": ["lz4"]}, "compression must be one or more of"),
+    ({"name": "vm1", "dest_uri": DEST, "compression": ["xbzrle", "lz4"]}, "compression must be one or more of"),
+    ({"name": "vm1", "dest_uri": DEST, "preflight_skip": ["dest_reachable"]}, "preflight_skip must be one or more of"),
+    ({"name": "vm1", "dest_uri": DEST, "on_paused_source": "ignore"}, "value of on_paused_source must be one of"),
     ({"dest_uri": DEST}, "one of the following is required: name, uuid"),
     ({"name": "vm1"}, "missing required arguments: dest_uri"),
 ])
