@@ -52,13 +52,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     GuestSpec,
     describe_domain,
     guest_spec,
+    host_uuid_of,
     lookup_by_uuid,
     migratable_xml,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflight import (
     available_memory_kib,
     compare_guest_cpu,
-    host_uuid_of,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconcile import (
     REFUSE,

@@ -296,3 +296,8 @@ def migratable_xml(dom: Any, inactive: bool) -> str:
     if inactive:
         flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
     return dom.XMLDesc(flags)
+
+
+def host_uuid_of(conn: Any) -> str | None:
+    """The host UUID libvirt reports for the host behind ``conn`` (its identity, whatever the URI says)."""
+    return ET.fromstring(conn.getCapabilities()).findtext("host/uuid")

@@ -30,6 +30,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     DomainInfo,
     describe_domain,
     find_domain,
+    host_uuid_of,
     lookup_by_name,
     lookup_by_uuid,
 )
@@ -37,9 +38,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.session
     DESTINATION,
     SOURCE,
     Session,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflight import (
-    host_uuid_of,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconcile import (
     Observed,

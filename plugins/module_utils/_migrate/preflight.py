@@ -403,11 +403,6 @@ class PreflightContext:
     read_text: Callable[[str], str | None] = read_text_or_none
 
 
-def host_uuid_of(conn: Any) -> str | None:
-    """The host UUID libvirt reports for the host behind ``conn`` (its identity, whatever the URI says)."""
-    return ET.fromstring(conn.getCapabilities()).findtext("host/uuid")
-
-
 def check_dest_reachable(ctx: PreflightContext) -> CheckResult:
     version = ctx.dest_conn.getLibVersion()
     major, minor = version // 1000000, (version // 1000) % 1000
