@@ -179,7 +179,7 @@ unit: setup
 # The lab stays up while the tests run and is taken down after them (guests use CPU).
 integration: setup
 	collections=$$($(PY) tests/packaging/artifact.py $(INSTALLED)); \
-	status=0; VIRTOPS_INSTALLED_COLLECTIONS=$$collections VIRTOPS_OPERATOR_DIR=$(OPERATOR_DIR) \
+	status=0; VIRTOPS_LAB_NAME=$(LAB_NAME) VIRTOPS_INSTALLED_COLLECTIONS=$$collections VIRTOPS_OPERATOR_DIR=$(OPERATOR_DIR) \
 	  $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
 	$(LAB) down --name $(LAB_NAME); exit $$status
 
