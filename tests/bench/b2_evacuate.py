@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """B2: emptying hv1 of its guests, the evacuate module at several concurrencies vs a sequential virsh loop.
 
-The loop is what a reader of the tutorial scripts: ``for vm in ...; do virsh migrate ...; done`` on the
+The loop is what an operator scripts by hand: ``for vm in ...; do virsh migrate ...; done`` on the
 source, to the same destinations the module's plan chose (its check-mode plan), with the same flags and
 the same per-migration bandwidth cap. Between two variants every guest is moved back to hv1 (in
 parallel, untimed). Variants rotate from one round to the next.
@@ -69,7 +69,7 @@ def plan(ctx: Context, bandwidth: int | None) -> tuple[dict[str, str], list[str]
 
 
 def loop_script(ctx: Context, placement: dict[str, str], flags: list[str], bandwidth: int | None) -> str:
-    """The tutorial's loop, timing each guest on the host."""
+    """The hand-written loop, timing each guest on the host."""
     lines = []
     options = " ".join(virsh_options(flags)) + (f" --bandwidth {bandwidth}" if bandwidth else "")
     for name, dest in placement.items():
