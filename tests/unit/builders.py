@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -69,3 +70,15 @@ class Connections:
         """The run's own connection to ``role`` (the first opened) now answers as ``replacement`` does."""
         first = next(conn for _uri, opened_role, conn in self.opened if opened_role == role)
         first.target = replacement
+
+
+def after_migration_call(dom: Any, then: Callable[[], None]) -> None:
+    """Call ``then()`` right after the domain's migration call returns or fails (a host lost mid-migration)."""
+    original = dom.migrateToURI3
+
+    def call(*args: Any) -> Any:
+        try:
+            return original(*args)
+        finally:
+            then()
+    dom.migrateToURI3 = call

@@ -52,7 +52,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.recover
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     run_migration,
 )
-from builders import Connections, environment_of, migrate_request
+from builders import Connections, after_migration_call, environment_of, migrate_request
 
 SRC = "qemu:///system"
 DEST = "qemu+tls://hv2.example.com/system"
@@ -224,14 +224,9 @@ def never_converging(world) -> lv.FakeDomain:
 
 def stuck_after_the_abort(dom: lv.FakeDomain, asleep: threading.Event) -> None:
     """The migrate call returns only when the destination wakes up (the source waits on it), as on the lab."""
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            asleep.wait(60)
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        asleep.wait(60)
+    after_migration_call(dom, once_the_call_returns)
 
 
 def test_the_monitor_leaves_a_migrate_call_that_does_not_return_after_the_hard_timeout(world, asleep, quick):
@@ -380,15 +375,10 @@ def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, qui
     """The source stops answering after the abort: the result says unknown, and nothing is done on either side."""
     dom = never_converging(world)
     connections = Connections()
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
-            hang_opening(monkeypatch, asleep, SRC)
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
+        hang_opening(monkeypatch, asleep, SRC)
+    after_migration_call(dom, once_the_call_returns)
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
         migrate(world, connections)
@@ -407,17 +397,12 @@ def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, qui
 def test_recovery_on_two_hung_sides_ends_within_its_time(world, asleep, quick, monkeypatch):
     dom = never_converging(world)
     connections = Connections()
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
-            connections.replace("destination", HungConnection(asleep, world.hosts[DEST]))
-            hang_opening(monkeypatch, asleep, SRC)
-            hang_opening(monkeypatch, asleep, DEST)
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
+        connections.replace("destination", HungConnection(asleep, world.hosts[DEST]))
+        hang_opening(monkeypatch, asleep, SRC)
+        hang_opening(monkeypatch, asleep, DEST)
+    after_migration_call(dom, once_the_call_returns)
     start = time.monotonic()
     with pytest.raises(MigrationFailed) as raised:
         migrate(world, connections)

@@ -10,7 +10,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     run_migration,
 )
-from builders import Connections, environment_of, migrate_request
+from builders import Connections, after_migration_call, environment_of, migrate_request
 
 DEST = "qemu+tls://hv2.example.com/system"
 SRC = "qemu:///system"
@@ -64,14 +64,9 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
     """libvirtd restarted on one side during the migration: both sides are read again, not a raw lookup error."""
     dom = failing_vm(world)
     connections = Connections()
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            connections.replace(lost, DeadConnection(noticed))
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        connections.replace(lost, DeadConnection(noticed))
+    after_migration_call(dom, once_the_call_returns)
     with pytest.raises(MigrationFailed) as raised:
         migrate(world, connections)
     text = str(raised.value)
@@ -84,15 +79,10 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
 def test_a_side_that_cannot_be_reached_again_is_reported_unchecked(world):
     dom = failing_vm(world)
     connections = Connections()
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            connections.replace("destination", DeadConnection())
-            connections.refuse.add(DEST)
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        connections.replace("destination", DeadConnection())
+        connections.refuse.add(DEST)
+    after_migration_call(dom, once_the_call_returns)
     with pytest.raises(MigrationFailed) as raised:
         migrate(world, connections)
     text = str(raised.value)
@@ -108,15 +98,10 @@ def test_a_copy_paused_by_the_migration_on_the_destination_is_not_where_the_doma
     dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB_KIB * 512)] * 2, outcome="fail_leave_dest",
                                     error_text="End of file while reading data: Input/output error")
     connections = Connections()
-    original = dom.migrateToURI3
-
-    def call(*args):
-        try:
-            return original(*args)
-        finally:
-            connections.replace("source", DeadConnection())
-            connections.refuse.add(SRC)
-    dom.migrateToURI3 = call
+    def once_the_call_returns():
+        connections.replace("source", DeadConnection())
+        connections.refuse.add(SRC)
+    after_migration_call(dom, once_the_call_returns)
     with pytest.raises(MigrationFailed) as raised:
         migrate(world, connections)
     text = str(raised.value)
