@@ -399,7 +399,7 @@ def markdown(document: dict[str, Any]) -> str:
         "wrapper's size as sent to the host (base64 of the zip, arguments and bootstrap code).",
         "",
         ("| module | collection entries before / after | their lines before / after | zip entries before / after "
-        "| wrapper KiB before / after |"),
+         "| wrapper KiB before / after |"),
         "|---|---:|---:|---:|---:|",
     ]
     for module in MODULES:

@@ -186,7 +186,7 @@ def test_runbook_killed_then_run_again(guests, kill_job):
     names = [guest["name"] for guest in guests]
     # 1 MiB/s keeps each migration busy for seconds.
     killed = lab.start_playbook_text(EVACUATE_PLAYBOOK, {"virtops_evacuate_host": SOURCE, "virtops_evacuate_max_parallel": 2,
-                                                            "virtops_evacuate_bandwidth": 1})
+                                                         "virtops_evacuate_bandwidth": 1})
     if kill_job:
         job_killer = lab.ssh(SOURCE, KILL_JOB_WHEN_MIGRATING, timeout=120)
         assert job_killer.stdout.startswith("killed"), job_killer.stdout + job_killer.stderr

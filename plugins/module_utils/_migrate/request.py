@@ -48,7 +48,6 @@ PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
 
-
 @dataclass
 class MigrationRequest:
     """Everything the user asked for, typed.  Built by ``from_params``."""

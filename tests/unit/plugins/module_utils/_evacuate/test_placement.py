@@ -23,12 +23,12 @@ MIB = 1024  # KiB
 def guest(name, mib, mode=LIVE, **kwargs):
     state = "running" if mode == LIVE else "shutoff"
     return GuestToMove(name=name, uuid=f"uuid-{name}", state=state, persistent=True, memory_kib=mib * MIB,
-                     mode=mode, **kwargs)
+                       mode=mode, **kwargs)
 
 
 def dest(name, available_mib, reserve_mib=512, excluded=None):
     return DestinationCapacity(name, f"qemu+tls://{name}.example.com/system", available_mib * MIB,
-                           reserve_mib * MIB, excluded)
+                               reserve_mib * MIB, excluded)
 
 
 def where(plan):

@@ -412,7 +412,7 @@ def test_never_converging_is_aborted_and_source_keeps_running(world):
     dom = running_vm(world, script=never_converging())
     with pytest.raises(MigrationFailed) as caught:
         migrate(world, convergence={"completion_timeout_per_gib": 5, "progress_timeout": 0,
-                                 "downtime_steps": 0})
+                                    "downtime_steps": 0})
     error = caught.value
     assert "aborted by the convergence policy: completion timeout of 5s" in str(error)
     assert "the domain now runs on: source" in str(error)
@@ -439,7 +439,7 @@ def test_stall_triggers_postcopy(world):
 def test_timeout_suspend_finishes_the_migration(world):
     dom = running_vm(world, script=never_converging())
     result = migrate(world, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 4,
-                                      "downtime_steps": 0})
+                                         "downtime_steps": 0})
     assert [(a["action"], a["at"], a["result"]) for a in result["policy_actions"]] == [("suspend", 4.0, "ok")]
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
 
@@ -450,7 +450,7 @@ def test_source_we_suspended_is_resumed_after_hard_timeout(world):
     dom = running_vm(world, script=script)
     with pytest.raises(MigrationFailed) as caught:
         migrate(world, timeout=8, convergence={"on_timeout": "suspend", "completion_timeout_per_gib": 3,
-                                            "downtime_steps": 0})
+                                               "downtime_steps": 0})
     assert [a["action"] for a in caught.value.details["policy_actions"]] == ["suspend", "abort"]
     assert "resumed the domain on the source (this run had paused it)" in caught.value.details["recovery"]
     assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
@@ -463,7 +463,7 @@ def test_refused_postcopy_switch_falls_back_to_abort(world):
                                                           lv.VIR_ERR_OPERATION_FAILED)
     with pytest.raises(MigrationFailed) as caught:
         migrate(world, post_copy=True, convergence={"on_timeout": "postcopy", "completion_timeout_per_gib": 2,
-                                                 "downtime_steps": 0})
+                                                    "downtime_steps": 0})
     actions = caught.value.details["policy_actions"]
     assert [(a["action"], a["result"]) for a in actions] == [
         ("postcopy", "failed: operation failed: post-copy not possible"), ("abort", "ok")]
