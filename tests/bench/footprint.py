@@ -134,7 +134,7 @@ def payload_files(collections: str, module: str) -> dict[str, Any]:
     with zipfile.ZipFile(io.BytesIO(base64.b64decode(found.group(1)))) as payload:
         return {
             "collection": {name: len(payload.read(name).splitlines()) for name in payload.namelist()
-                           if name.startswith(COLLECTION_PREFIX.split("/")[0] + "/")},
+                           if name.startswith(COLLECTION_PREFIX.split("/", maxsplit=1)[0] + "/")},
             "zip_entries": len(payload.namelist()),
             "wrapper_bytes": len(built.b_module_data),
         }
