@@ -224,6 +224,7 @@ def never_converging(world) -> lv.FakeDomain:
 
 def stuck_after_the_abort(dom: lv.FakeDomain, asleep: threading.Event) -> None:
     """The migrate call returns only when the destination wakes up (the source waits on it), as on the lab."""
+
     def once_the_call_returns():
         asleep.wait(60)
     after_migration_call(dom, once_the_call_returns)
@@ -375,6 +376,7 @@ def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, qui
     """The source stops answering after the abort: the result says unknown, and nothing is done on either side."""
     dom = never_converging(world)
     connections = Connections()
+
     def once_the_call_returns():
         connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
         hang_opening(monkeypatch, asleep, SRC)
@@ -397,6 +399,7 @@ def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, qui
 def test_recovery_on_two_hung_sides_ends_within_its_time(world, asleep, quick, monkeypatch):
     dom = never_converging(world)
     connections = Connections()
+
     def once_the_call_returns():
         connections.replace("source", HungConnection(asleep, world.hosts[SRC]))
         connections.replace("destination", HungConnection(asleep, world.hosts[DEST]))

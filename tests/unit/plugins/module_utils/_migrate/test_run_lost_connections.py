@@ -64,6 +64,7 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
     """libvirtd restarted on one side during the migration: both sides are read again, not a raw lookup error."""
     dom = failing_vm(world)
     connections = Connections()
+
     def once_the_call_returns():
         connections.replace(lost, DeadConnection(noticed))
     after_migration_call(dom, once_the_call_returns)
@@ -79,6 +80,7 @@ def test_a_lost_connection_is_reopened_to_report_where_the_domain_runs(world, lo
 def test_a_side_that_cannot_be_reached_again_is_reported_unchecked(world):
     dom = failing_vm(world)
     connections = Connections()
+
     def once_the_call_returns():
         connections.replace("destination", DeadConnection())
         connections.refuse.add(DEST)
@@ -98,6 +100,7 @@ def test_a_copy_paused_by_the_migration_on_the_destination_is_not_where_the_doma
     dom.script = lv.MigrationScript(samples=[lv.sample(remaining=GIB_KIB * 512)] * 2, outcome="fail_leave_dest",
                                     error_text="End of file while reading data: Input/output error")
     connections = Connections()
+
     def once_the_call_returns():
         connections.replace("source", DeadConnection())
         connections.refuse.add(SRC)
