@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -111,9 +111,7 @@ class EvacuationOptions:
 
     def guest_request(self, destination: str, name: str, uuid: str, mode: str) -> MigrationRequest:
         """The migrate request that moves the guest ``name`` (``uuid``) to the destination named ``destination``."""
-        request = self.template_request(self.destination_named(destination), mode)
-        request.name, request.uuid = name, uuid
-        return request
+        return replace(self.template_request(self.destination_named(destination), mode), name=name, uuid=uuid)
 
 
 def parse_destinations(items: list[Any]) -> list[DestinationSpec]:

@@ -48,9 +48,9 @@ PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
 
-@dataclass
+@dataclass(frozen=True)
 class MigrationRequest:
-    """Everything the user asked for, typed.  Built by ``from_params``."""
+    """Everything the user asked for, typed.  Built by ``from_params``; never changed afterwards."""
 
     dest_uri: str
     uri: str = DEFAULT_URI
