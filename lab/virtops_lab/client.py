@@ -22,6 +22,7 @@ from virtops_lab import ansible_runs
 from virtops_lab.ansible_runs import Run
 from virtops_lab.ssh import ssh_command
 from virtops_lab.state import LabPaths, session_lab_name
+from virtops_lab.topology import DEFAULT_TOPOLOGY
 
 LAB_CLI = Path(__file__).resolve().parents[1] / "virtops_lab.py"
 T = TypeVar("T")
@@ -94,8 +95,15 @@ class Lab:
         return self.hosts[host]["ansible_host"]
 
     def tls_uri(self, host: str) -> str:
-        """libvirt's TLS URI of ``host`` (its full name in the lab's domain)."""
-        return f"qemu+tls://{self.hosts[host]['virtops_libvirt_fqdn']}/system"
+        """libvirt's TLS URI of ``host`` (its full name in the lab's domain).
+
+        Known before the lab's first ``up`` too (test modules name their URIs when pytest collects them):
+        from the inventory when there is one, else by the topology's naming rule.
+        """
+        if (self.inventory / "hosts.yml").exists():
+            return f"qemu+tls://{self.hosts[host]['virtops_libvirt_fqdn']}/system"
+        domain = yaml.safe_load(DEFAULT_TOPOLOGY.read_text())["domain"]
+        return f"qemu+tls://{host}.{self.name}.{domain}/system"
 
     # ------------------------------------------------------------------ the lab's command line
 
