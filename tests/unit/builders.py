@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import fake_libvirt as lv
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     ConnectionFailed,
 )
@@ -82,3 +83,21 @@ def after_migration_call(dom: Any, then: Callable[[], None]) -> None:
         finally:
             then()
     dom.migrateToURI3 = call
+
+
+class DeadConnection:
+    """A connection whose libvirtd went away: every call fails; isAlive() says so only once one did."""
+
+    def __init__(self, noticed: bool = True) -> None:
+        self.noticed = noticed
+
+    def isAlive(self) -> int:
+        return 0 if self.noticed else 1
+
+    def close(self) -> int:
+        return 0
+
+    def __getattr__(self, name: str):
+        def closed(*_args, **_kwargs):
+            raise lv.libvirtError("internal error: client socket is closed")
+        return closed

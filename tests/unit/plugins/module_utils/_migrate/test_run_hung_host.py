@@ -52,7 +52,13 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.recover
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     run_migration,
 )
-from builders import Connections, after_migration_call, environment_of, migrate_request
+from builders import (
+    Connections,
+    DeadConnection,
+    after_migration_call,
+    environment_of,
+    migrate_request,
+)
 
 SRC = "qemu:///system"
 DEST = "qemu+tls://hv2.example.com/system"
@@ -342,7 +348,7 @@ def test_a_destination_that_is_gone_and_hangs_when_reopened_is_bounded_too(world
     original = dom.migrateToURI3
 
     def call(*args):
-        connections.replace("destination", _DroppedConnection())
+        connections.replace("destination", DeadConnection(noticed=True))
         opening.extend(hang_opening(monkeypatch, asleep, DEST))
         try:
             return original(*args)
@@ -355,21 +361,6 @@ def test_a_destination_that_is_gone_and_hangs_when_reopened_is_bounded_too(world
     assert elapsed(start) < _monitor.MIGRATE_CALL_GRACE_SECONDS + _recovery.RECOVERY_SECONDS + SLACK
     assert raised.value.details["unreachable"] == ["destination"]
     assert "runs on: source (the destination could not be checked)" in str(raised.value)
-
-
-class _DroppedConnection:
-    """A connection libvirt's keepalive closed: isAlive() says so, every call fails at once."""
-
-    def isAlive(self) -> int:
-        return 0
-
-    def close(self) -> int:
-        return 0
-
-    def __getattr__(self, name: str):
-        def closed(*_args, **_kwargs):
-            raise lv.libvirtError("internal error: client socket is closed")
-        return closed
 
 
 def test_a_source_that_hangs_during_recovery_is_never_claimed(world, asleep, quick, monkeypatch):

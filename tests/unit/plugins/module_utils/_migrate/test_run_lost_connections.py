@@ -10,29 +10,17 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     run_migration,
 )
-from builders import Connections, after_migration_call, environment_of, migrate_request
+from builders import (
+    Connections,
+    DeadConnection,
+    after_migration_call,
+    environment_of,
+    migrate_request,
+)
 
 DEST = "qemu+tls://hv2.example.com/system"
 SRC = "qemu:///system"
 GIB_KIB = 1048576
-
-
-class DeadConnection:
-    """A connection whose libvirtd went away: every call fails; isAlive() says so only once one did."""
-
-    def __init__(self, noticed: bool = True) -> None:
-        self.noticed = noticed
-
-    def isAlive(self) -> int:
-        return 0 if self.noticed else 1
-
-    def close(self) -> int:
-        return 0
-
-    def __getattr__(self, name: str):
-        def closed(*_args, **_kwargs):
-            raise lv.libvirtError("internal error: client socket is closed")
-        return closed
 
 
 def migrate(world, connections: Connections, **params):
