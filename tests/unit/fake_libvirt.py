@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid as uuid_lib
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,9 @@ VIR_CPU_COMPARE_IDENTICAL = 1
 VIR_CPU_COMPARE_INCOMPATIBLE = 0
 VIR_CPU_COMPARE_SUPERSET = 2
 VIR_DOMAIN_ABORT_JOB_POSTCOPY = 1
+VIR_DOMAIN_AFFECT_CONFIG = 2
+VIR_DOMAIN_AFFECT_CURRENT = 0
+VIR_DOMAIN_AFFECT_LIVE = 1
 VIR_DOMAIN_BLOCKED = 2
 VIR_DOMAIN_BLOCKED_UNKNOWN = 0
 VIR_DOMAIN_CRASHED = 6
@@ -82,6 +86,9 @@ VIR_DOMAIN_JOB_TIME_ELAPSED = 'time_elapsed'
 VIR_DOMAIN_JOB_TIME_ELAPSED_NET = 'time_elapsed_net'
 VIR_DOMAIN_JOB_TIME_REMAINING = 'time_remaining'
 VIR_DOMAIN_JOB_UNBOUNDED = 2
+VIR_DOMAIN_METADATA_DESCRIPTION = 0
+VIR_DOMAIN_METADATA_ELEMENT = 2
+VIR_DOMAIN_METADATA_TITLE = 1
 VIR_DOMAIN_NOSTATE = 0
 VIR_DOMAIN_NOSTATE_UNKNOWN = 0
 VIR_DOMAIN_PAUSED = 3
@@ -153,6 +160,7 @@ VIR_ERR_INVALID_ARG = 8
 VIR_ERR_MIGRATE_PERSIST_FAILED = 69
 VIR_ERR_MIGRATE_UNSAFE = 81
 VIR_ERR_NO_DOMAIN = 42
+VIR_ERR_NO_DOMAIN_METADATA = 80
 VIR_ERR_NO_INTERFACE = 57
 VIR_ERR_NO_NETWORK = 43
 VIR_ERR_NO_STORAGE_POOL = 49
@@ -216,7 +224,7 @@ VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE = 2
 MUTATING = {
     "defineXML", "undefine", "undefineFlags", "destroy", "resume", "suspend",
     "migrateToURI3", "migrate3", "abortJob", "abortJobFlags", "migrateSetMaxDowntime",
-    "migrateSetMaxSpeed", "migrateStartPostCopy", "create",
+    "migrateSetMaxSpeed", "migrateStartPostCopy", "create", "setMetadata",
 }
 
 
@@ -300,6 +308,37 @@ def domain_xml(name: str, uuid: str, memory_kib: int = 1048576, disks: str | Non
     )
 
 
+def metadata_element(xml: str, uri: str | None) -> str | None:
+    """The first element of ``uri``'s namespace under <metadata>, without its namespace (as libvirt returns it)."""
+    found = ET.fromstring(xml).find("metadata")
+    for child in found if found is not None else ():
+        if child.tag.startswith(f"{{{uri}}}"):
+            copy = ET.fromstring(ET.tostring(child))
+            for node in copy.iter():
+                node.tag = node.tag.split("}", 1)[-1]
+            return ET.tostring(copy, encoding="unicode")
+    return None
+
+
+def with_metadata_element(xml: str, uri: str | None, key: str | None, text: str | None) -> str:
+    """The domain XML with ``uri``'s element replaced by ``text`` in that namespace (None: removed)."""
+    ET.register_namespace(key or "ns", uri or "")
+    root = ET.fromstring(xml)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = ET.Element("metadata")
+        root.insert(3, metadata)
+    for child in list(metadata):
+        if child.tag.startswith(f"{{{uri}}}"):
+            metadata.remove(child)
+    if text is not None:
+        element = ET.fromstring(text)
+        for node in element.iter():
+            node.tag = f"{{{uri}}}{node.tag.split('}', 1)[-1]}"
+        metadata.append(element)
+    return ET.tostring(root, encoding="unicode")
+
+
 class FakeDomain:
     def __init__(self, host: FakeHost, name: str, uuid: str, state: int, persistent: bool,
                  memory_kib: int = 1048576, xml: str | None = None, reason: int = 1) -> None:
@@ -374,6 +413,34 @@ class FakeDomain:
     def migrateGetMaxDowntime(self, flags: int = 0) -> int:
         return self.max_downtime
 
+    def metadata(self, type: int, uri: str | None, flags: int = 0) -> str:
+        """virDomainGetMetadata(ELEMENT): the element in ``uri``'s namespace, its namespace stripped."""
+        self._exists()
+        if type != VIR_DOMAIN_METADATA_ELEMENT:
+            raise libvirtError("this fake knows VIR_DOMAIN_METADATA_ELEMENT only", VIR_ERR_INVALID_ARG)
+        live, _config = self._affected(flags, writing=False)
+        element = metadata_element(self.xml if live else (self.inactive_xml or self.xml), uri)
+        if element is None:
+            raise libvirtError("metadata not found: Requested metadata element is not present",
+                               VIR_ERR_NO_DOMAIN_METADATA, VIR_FROM_DOMAIN)
+        return element
+
+    def _affected(self, flags: int, writing: bool) -> tuple[bool, bool]:
+        """virDomainObjUpdateModificationImpact: which of live and config ``flags`` address, or the error."""
+        active = self._state != VIR_DOMAIN_SHUTOFF
+        live, config = bool(flags & VIR_DOMAIN_AFFECT_LIVE), bool(flags & VIR_DOMAIN_AFFECT_CONFIG)
+        if not live and not config:
+            live, config = active, not active
+        if live and not active:
+            raise libvirtError("Requested operation is not valid: domain is not running", VIR_ERR_OPERATION_INVALID)
+        if config and not self.persistent:
+            raise libvirtError("Requested operation is not valid: transient domains do not have any persistent "
+                               "config", VIR_ERR_OPERATION_INVALID)
+        if live and config and not writing:
+            raise libvirtError("invalid argument: flags 'affect live' and 'affect config' are mutually exclusive",
+                               VIR_ERR_INVALID_ARG)
+        return live, config
+
     def migrateGetMaxSpeed(self, flags: int = 0) -> int:
         return self.max_speed
 
@@ -445,6 +512,19 @@ class FakeDomain:
     def migrateSetMaxDowntime(self, downtime: int, flags: int = 0) -> int:
         self._call("migrateSetMaxDowntime", downtime)
         self.max_downtime = downtime
+        return 0
+
+    def setMetadata(self, type: int, metadata: str | None, key: str | None, uri: str | None, flags: int = 0) -> int:
+        """virDomainSetMetadata(ELEMENT): replace (None: remove) the element of ``uri`` live and/or in the config."""
+        self._call("setMetadata", type, metadata, key, uri, flags)
+        self._exists()
+        if type != VIR_DOMAIN_METADATA_ELEMENT:
+            raise libvirtError("this fake knows VIR_DOMAIN_METADATA_ELEMENT only", VIR_ERR_INVALID_ARG)
+        live, config = self._affected(flags, writing=True)
+        if live:
+            self.xml = with_metadata_element(self.xml, uri, key, metadata)
+        if config:
+            self.inactive_xml = with_metadata_element(self.inactive_xml or self.xml, uri, key, metadata)
         return 0
 
     def migrateSetMaxSpeed(self, bandwidth: int, flags: int = 0) -> int:

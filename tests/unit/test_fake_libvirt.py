@@ -20,7 +20,7 @@ def test_fake_constants_match_real_libvirt(real_libvirt):
 def test_fake_migration_methods_exist_in_real_bindings(real_libvirt):
     for method in ("migrateToURI3", "migrate3", "jobStats", "abortJob", "abortJobFlags", "migrateSetMaxDowntime",
                    "migrateGetMaxDowntime", "migrateSetMaxSpeed", "migrateGetMaxSpeed",
-                   "migrateStartPostCopy", "undefineFlags", "XMLDesc", "state", "info"):
+                   "migrateStartPostCopy", "undefineFlags", "XMLDesc", "state", "info", "metadata", "setMetadata"):
         assert hasattr(real_libvirt.virDomain, method), method
     for method in ("compareHypervisorCPU", "getMemoryStats", "getCapabilities", "lookupByUUIDString",
                    "networkLookupByName", "interfaceLookupByName", "storageVolLookupByPath", "defineXML",
