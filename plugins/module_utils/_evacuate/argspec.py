@@ -43,6 +43,7 @@ def evacuate_argument_spec() -> dict[str, Any]:
         "max_parallel": {"type": "int", "default": defaults.max_parallel},
         "max_parallel_per_destination": {"type": "int", "default": defaults.max_parallel_per_destination},
         "on_failure": {"type": "str", "default": defaults.on_failure, "choices": list(ON_FAILURE_CHOICES)},
+        "plan_file": {"type": "path"},
         "progress_path": {"type": "path"},
         "progress_interval": {"type": "float", "default": defaults.progress_interval},
         "lock_timeout": {"type": "float", "default": defaults.lock_timeout},

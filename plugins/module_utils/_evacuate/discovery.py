@@ -91,6 +91,7 @@ class Discovery:
     destinations: list[DestinationCapacity]
     cpu_verdicts: CpuVerdicts
     conflicts: dict[str, str]  # uuid -> why it cannot be moved
+    source_host_uuid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ def discover(options: EvacuationOptions, sources: set[str], connect: Callable[..
         verdicts.update(reading.cpu_verdicts)
     return Discovery(source_name=source.name, guests=guests, left=source.left, filtered=source.filtered,
                      destinations=[reading.capacity for reading in readings], cpu_verdicts=verdicts,
-                     conflicts=conflicts)
+                     conflicts=conflicts, source_host_uuid=source.host_uuid)
 
 
 # -- the source ----------------------------------------------------------------

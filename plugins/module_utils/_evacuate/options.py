@@ -69,6 +69,7 @@ class EvacuationOptions:
     max_parallel: int = 2
     max_parallel_per_destination: int = 1
     on_failure: str = "continue"
+    plan_file: str | None = None
     progress_path: str | None = None
     progress_interval: float = 1.0
     lock_timeout: float = 3600.0
@@ -79,7 +80,7 @@ class EvacuationOptions:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvacuationOptions:
         own = {"uri", "include", "exclude", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
-               "max_parallel", "max_parallel_per_destination", "on_failure", "progress_path",
+               "max_parallel", "max_parallel_per_destination", "on_failure", "plan_file", "progress_path",
                "progress_interval", "lock_timeout", "report_path", "report_format"}
         values = {key: params[key] for key in own if params.get(key) is not None}
         for key in ("include", "exclude", "maintenance_hosts"):

@@ -64,6 +64,19 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placem
     hold_back,
     mib,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.planfile import (
+    EvacuationPlan,
+    PlannedGuest,
+    arrived_on_destinations,
+    check_source,
+    drift_error,
+    new_run_id,
+    plan_document,
+    read_plan_file,
+    replay,
+    utc_now,
+    write_plan_file,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.progress import (
     OnSnapshot,
     Progress,
@@ -130,6 +143,7 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
     env = environment or EvacuationEnvironment()
     started = env.clock()
     sources = validate_options(options, env.resolves_locally)
+    followed = plan_to_follow(options, check_mode)
     warnings: list[str] = []
 
     def waiting(line: str) -> None:
@@ -141,11 +155,60 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
         if lock.warning:
             warnings.append(lock.warning)
         discovery = discover(options, sources, env.connect)
-        placer = Placer(discovery.destinations, discovery.cpu_verdicts)
-        plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
+        arrived: tuple[PlannedGuest, ...] = ()
+        if followed is None:
+            placer = Placer(discovery.destinations, discovery.cpu_verdicts)
+            plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
+        else:
+            placer, plan, arrived = follow_plan(options, followed, discovery, env.connect)
         rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings)
+        rows += [arrived_row(guest, discovery.source_name) for guest in arrived]
         rows += [left_row(entry, discovery.source_name) for entry in discovery.left]
-        return result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3))
+        result = result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3))
+        return with_plan_file(result, options, check_mode, discovery, plan, followed)
+
+
+# -- plan files ------------------------------------------------------------------
+
+
+def plan_to_follow(options: EvacuationOptions, check_mode: bool) -> EvacuationPlan | None:
+    """The plan a run executes (read and checked before anything is touched); none in check mode, which writes it."""
+    if check_mode or not options.plan_file:
+        return None
+    plan = read_plan_file(options.plan_file)
+    check_source(plan, options.uri)
+    return plan
+
+
+def follow_plan(options: EvacuationOptions, followed: EvacuationPlan, discovery: Discovery,
+                connect: Callable[..., Any]) -> tuple[Placer, PlacementPlan, tuple[PlannedGuest, ...]]:
+    """The plan's own placement over the fresh discovery; raises PlanDrift, naming each drift, when it drifted."""
+    check_source(followed, options.uri, discovery.source_name, discovery.source_host_uuid)
+    uris = {dest.name: dest.uri for dest in options.destinations}
+    arrived = arrived_on_destinations(followed, discovery, uris, connect, options.uri)
+    replayed = replay(followed, discovery, arrived)
+    if replayed.drifts:
+        raise drift_error(followed, replayed.drifts).with_context(source_uri=options.uri)
+    return replayed.placer, replayed.placement, replayed.arrived
+
+
+def arrived_row(guest: PlannedGuest, source_name: str) -> dict[str, Any]:
+    """A guest of the plan already on its planned destination (an earlier run of the plan moved it)."""
+    message = f"already on {guest.destination}, where the plan sends it"
+    return guest_row(guest.name, guest.uuid, source_name, guest.destination, guest.mode, mib(guest.memory_kib),
+                     UNCHANGED, message, guest.reason)
+
+
+def with_plan_file(result: dict[str, Any], options: EvacuationOptions, check_mode: bool, discovery: Discovery,
+                   plan: PlacementPlan, followed: EvacuationPlan | None) -> dict[str, Any]:
+    """Check mode writes the plan to ``plan_file``; a run says which plan it executed."""
+    if not options.plan_file:
+        return result
+    if followed is not None:
+        return {**result, "plan_file": followed.path, "plan_document": dict(followed.document)}
+    document = plan_document(options, discovery, plan, new_run_id(), utc_now())
+    write_plan_file(options.plan_file, document)
+    return {**result, "plan_file": options.plan_file, "plan_document": document}
 
 
 def progress_file(options: EvacuationOptions, check_mode: bool) -> str | None:
@@ -191,6 +254,8 @@ def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPla
     limits = Limits(options.max_parallel, options.max_parallel_per_destination, options.on_failure == "stop")
 
     def reroute(failed: Assignment, outcome: GuestOutcome, queue: list[Assignment]) -> list[Assignment]:
+        if options.plan_file:
+            return queue  # a plan is executed as written: no guest goes where the plan does not send it
         return reroute_after_loss(failed, outcome, queue, placer, ledger)
 
     end = run_schedule(placed, limits, migrate, ledger.started, ledger.finish, reroute)
