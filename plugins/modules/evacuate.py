@@ -130,6 +130,25 @@ options:
     type: str
     choices: [continue, stop]
     default: continue
+  plan_file:
+    description:
+      - "In check mode: the plan is written to this file (JSON, mode 0640, replaced atomically): C(schema_version),
+        C(kind) V(evacuation), C(created), C(run_id), the C(source) host (name, URI, host UUID), the C(options)
+        that shaped it (destinations, O(memory_reserve_mib), O(maintenance_hosts), O(include), O(exclude),
+        O(stopped_guests)), each guest in C(guests) in the order the migrations start with its C(destination)
+        (null: it fits nowhere) and C(reason), the guests that C(cannot_move) and those C(left) on the source,
+        each with why, and each destination's memory before and after (C(destinations))."
+      - "In a real run: the plan in this file is executed exactly: its destinations, in its order, never a fresh
+        placement (and no guest is placed again when a destination is lost during the run). The cluster is
+        discovered again first; when it drifted from the plan, nothing is moved and the module fails naming
+        each drift: a guest added to or gone from the source, a guest's memory or mode (running or stopped)
+        changed, a destination no longer given, newly excluded (O(maintenance_hosts), unreachable), whose CPU
+        or free memory cannot take what the plan puts there now. Plan again, review, then run."
+      - A plan made for another source host (URI, hostname or host UUID), of another C(schema_version) or
+        C(kind), or not readable as a plan is refused before anything is touched.
+      - A guest of the plan already on its planned destination (an earlier run of the same plan) is reported
+        V(unchanged).
+    type: path
   progress_path:
     description:
       - A JSON file rewritten (atomically) every O(progress_interval) seconds while guests migrate. It holds
@@ -173,6 +192,9 @@ options:
     default: true
 notes:
   - Runs on the source host by default (O(uri=qemu:///system)); use C(delegate_to) to run it there.
+  - "Plan files: run once in check mode with O(plan_file) to write the plan, review it, then run without check
+    mode with the same O(plan_file). The run refuses, before anything moves, when the cluster drifted from the
+    plan, and otherwise executes exactly the plan, not a fresh placement. See the examples."
   - "Progress in ansible-playbook's normal output: a module cannot print while it runs. Run this module with
     C(async) and C(poll: 0), then read O(progress_path) with M(ansible.builtin.slurp) in a loop with
     C(loop_control.pause), C(loop_control.label) set to the file's C(line) key and
@@ -213,6 +235,24 @@ EXAMPLES = r"""
       on_timeout: abort
     report_path: /var/log/virtops/evacuate-hv1.txt
     report_format: text
+  delegate_to: hv1.example.com
+
+# Plan to a file, review it, then execute exactly that plan.
+- name: Write the plan for hv1 (check mode)
+  virtops.migration.evacuate:
+    destinations:
+      - qemu+tls://hv2.example.com/system
+      - qemu+tls://hv3.example.com/system
+    plan_file: /var/lib/virtops/plan-hv1.json
+  delegate_to: hv1.example.com
+  check_mode: true
+
+- name: Execute the plan (refused, with nothing moved, if the cluster drifted from it)
+  virtops.migration.evacuate:
+    destinations:
+      - qemu+tls://hv2.example.com/system
+      - qemu+tls://hv3.example.com/system
+    plan_file: /var/lib/virtops/plan-hv1.json
   delegate_to: hv1.example.com
 
 # Progress visible in the normal output: run in the background and poll the progress file.
@@ -361,6 +401,18 @@ report_path:
   returned: success, and when the host was not emptied
   type: str
   sample: /var/log/virtops/evacuate-hv1.json
+plan_file:
+  description: The plan file written (check mode) or executed (a real run).
+  returned: when O(plan_file) is given and the evacuation ran
+  type: str
+  sample: /var/lib/virtops/plan-hv1.json
+plan_document:
+  description: The plan file's content (see O(plan_file)).
+  returned: when O(plan_file) is given and the evacuation ran
+  type: dict
+  sample: {schema_version: 1, kind: evacuation, created: "2026-12-01T14:00:00Z",
+           run_id: 0b8f6c52-3c1e-4f0a-9d2b-5a7c1e9f4d21, source: {name: hv1, uri: "qemu:///system", host_uuid: null},
+           options: {}, guests: [], cannot_move: [], left: [], destinations: []}
 progress_path:
   description: The progress file (null when not asked).
   returned: success, and when the host was not emptied
