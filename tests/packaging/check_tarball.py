@@ -61,6 +61,7 @@ REQUIRED = (
     "plugins/modules/migrate.py",
     "plugins/modules/migration_job.py",
     "plugins/modules/evacuate.py",
+    "plugins/modules/guest_placement.py",
 )
 
 

@@ -280,16 +280,20 @@ def _constant(name: str, fallback: int) -> int:
     return getattr(libvirt, name, fallback)
 
 
-def read_guest_metadata(dom: Any, config: bool = False) -> GuestMetadata:
-    """The guest's element (the live one when it runs, unless ``config``); none is GuestMetadata()."""
+def read_guest_metadata_text(dom: Any, config: bool = False) -> str | None:
+    """The guest's element as libvirt returns it (the live one when it runs, unless ``config``); None: no element."""
     flags = _constant("VIR_DOMAIN_AFFECT_CONFIG", _AFFECT_CONFIG) if config else 0
     try:
-        text = dom.metadata(_constant("VIR_DOMAIN_METADATA_ELEMENT", _METADATA_ELEMENT), NAMESPACE, flags)
+        return dom.metadata(_constant("VIR_DOMAIN_METADATA_ELEMENT", _METADATA_ELEMENT), NAMESPACE, flags)
     except libvirt.libvirtError as exc:
         if libvirt_error_code(exc) == _constant("VIR_ERR_NO_DOMAIN_METADATA", _ERR_NO_DOMAIN_METADATA):
-            return GuestMetadata()
+            return None
         raise MigrationError.from_libvirt(READ_OPERATION, exc, domain=_name_of(dom))
-    return parse_guest_metadata(text, guest=_name_of(dom))
+
+
+def read_guest_metadata(dom: Any, config: bool = False) -> GuestMetadata:
+    """The guest's element (the live one when it runs, unless ``config``); none is GuestMetadata()."""
+    return parse_guest_metadata(read_guest_metadata_text(dom, config), guest=_name_of(dom))
 
 
 def write_flags(active: bool, persistent: bool) -> int:
