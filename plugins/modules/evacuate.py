@@ -24,6 +24,8 @@ description:
     it, then where the fewest guests are planned, then by name. A stopped guest needs no memory now; it goes
     where the fewest guests are planned, then where the most memory is left, then by name. The plan is
     deterministic."
+  - Placement also honours each guest's constraints (anti-affinity, affinity, pinning, priority, required host
+    labels), from its metadata and O(constraints); see O(constraints).
   - A guest that an earlier, interrupted run already started moving (it is present on a destination)
     is pinned to that destination and the move is finished there, never sent to a third host. A guest
     present on two destinations is reported and not touched.
@@ -83,6 +85,35 @@ options:
     type: list
     elements: str
     default: []
+  constraints:
+    description:
+      - "Placement constraints by guest name, beside those each guest carries in its own metadata (set with
+        M(virtops.migration.guest_placement)). Keys (all optional): C(anti_affinity), a list of groups
+        C({name, guests, mode}) whose members never share a host (C(mode) V(hard), the default) or share one only
+        when no other host can take them, with a warning (V(soft)); C(affinity), a list of groups C({name, guests})
+        kept on one host (placed together, largest group first); C(pinned), a list of C({guest, policy}): the guest
+        does not move, and C(policy) says what happens to it: V(skip) (the default: stays, reported V(left)),
+        V(shutdown) (stays, reported V(left), to be shut down for the maintenance and started again once its
+        host is back), V(block) (the whole evacuation is refused); C(priority), a dict guest -> integer (higher
+        is placed and moved first); C(require_labels), a dict guest -> C({label: value}) every destination must
+        carry (see O(host_labels))."
+      - "Which wins: for the pin policy, the priority and the required labels, this option wins over the guest's
+        metadata; groups are the union of both (a group named in both takes this option's mode). Guests already
+        on a destination count for its groups."
+      - "A set no placement can satisfy is refused before anything moves (check mode too), naming each constraint
+        and its guests: a pin policy V(block); a hard anti-affinity group with more members to place than usable
+        destinations without a member; an affinity group whose members fit together on no destination, require
+        different label values, or are split by a pinned member; a guest whose required labels no usable
+        destination carries; two guests in one affinity group and one hard anti-affinity group."
+    type: dict
+    default: {}
+  host_labels:
+    description:
+      - "Labels of the destinations, a dict host name -> C({label: value}), e.g. from inventory variables
+        (C(rack), C(failure_domain)). A short name matches the fully qualified one. Only guests that require
+        labels (O(constraints), or their metadata) look at them."
+    type: dict
+    default: {}
   stopped_guests:
     description:
       - What to do with stopped (shut off) persistent guests.
@@ -237,6 +268,23 @@ EXAMPLES = r"""
     report_format: text
   delegate_to: hv1.example.com
 
+- name: Empty hv1 keeping the database replicas apart and the web pair together, in the same rack
+  virtops.migration.evacuate:
+    destinations: [qemu+tls://hv2.example.com/system, qemu+tls://hv3.example.com/system,
+                   qemu+tls://hv4.example.com/system]
+    constraints:
+      anti_affinity:
+        - {name: db, guests: [db1, db2, db3], mode: hard}
+      affinity:
+        - {name: web, guests: [web1, web2]}
+      pinned:
+        - {guest: license-server, policy: shutdown}
+      priority: {db1: 10}
+      require_labels:
+        web1: {rack: r1}
+    host_labels: "{{ dict(groups['hypervisors'] | zip(groups['hypervisors'] | map('extract', hostvars, 'virtops_host_labels'))) }}"
+  delegate_to: hv1.example.com
+
 # Plan to a file, review it, then execute exactly that plan.
 - name: Write the plan for hv1 (check mode)
   virtops.migration.evacuate:
@@ -332,7 +380,13 @@ plan:
   description:
     - The placement, in the order the migrations start (pinned guests first, then largest first).
     - Each entry holds the guest (C(name), C(uuid), C(state), C(persistent), C(memory_mib), C(mode) V(live) or
-      V(offline)), its C(destination) and C(dest_uri) (null when it fits nowhere), C(pinned), and C(reason).
+      V(offline)), its C(destination) and C(dest_uri) (null when it fits nowhere or stays), C(pinned), and C(reason).
+    - C(action) is V(move), or V(stay) for a guest pinned to its host (O(constraints)).
+    - "C(why) holds the reason's facts: C(memory_needed_mib), C(memory_left_after_mib) on the destination once
+      the guest is there, C(cpu) (the CPU comparison's result) and C(cpu_message), C(constraints_satisfied) and
+      C(soft_broken) (soft anti-affinity groups it shares a host with), the number of C(candidates) and of
+      destinations C(refused); for a guest that fits nowhere, C(refused) maps the first destinations to why and
+      C(refused_count) counts them; for a guest that stays, C(pin_policy)."
     - C(pause_reason) is libvirt's reason for a guest found paused (V(user), V(migration), V(ioerror) ...), null
       otherwise. Only a guest a migration paused is resumed; any other moves paused (O(on_paused_source)).
   returned: success, and when the host was not emptied

@@ -37,6 +37,8 @@ def evacuate_argument_spec() -> dict[str, Any]:
         "destinations": {"type": "list", "elements": "raw", "required": True},
         "include": {"type": "list", "elements": "str", "default": list(defaults.include)},
         "exclude": {"type": "list", "elements": "str", "default": list(defaults.exclude)},
+        "constraints": {"type": "dict", "default": dict(defaults.constraints)},
+        "host_labels": {"type": "dict", "default": dict(defaults.host_labels)},
         "stopped_guests": {"type": "str", "default": defaults.stopped_guests, "choices": list(STOPPED_GUESTS_CHOICES)},
         "maintenance_hosts": {"type": "list", "elements": "str", "default": list(defaults.maintenance_hosts)},
         "memory_reserve_mib": {"type": "int", "default": defaults.memory_reserve_mib},

@@ -29,6 +29,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
+    ValidationError,
+)
+
 HARD = "hard"
 SOFT = "soft"
 ANTI_AFFINITY_MODES = (HARD, SOFT)
@@ -426,3 +430,14 @@ def _crowded_groups(units: Sequence[Sequence[GuestLike]], hosts: Sequence[HostLi
                 f"{len(placing)} member(s) to place need as many hosts, {len(free)} usable destination(s) "
                 f"hold no member of the group"))
     return problems
+
+
+def refuse_unsatisfiable(problems: Sequence[ConstraintProblem], **context: Any) -> None:
+    """Raise one ValidationError naming every unsatisfiable constraint and its guests (none: return)."""
+    if not problems:
+        return
+    listed = "; ".join(f"({number}) {problem}" for number, problem in enumerate(problems, start=1))
+    raise ValidationError("check placement constraints",
+                          f"{len(problems)} placement constraint(s) cannot be satisfied, nothing was moved: {listed}",
+                          hint="change the guests' metadata (the guest_placement module) or the constraints "
+                          "option, add destinations or host labels, or move the pinned guests by hand", **context)

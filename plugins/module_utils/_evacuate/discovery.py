@@ -7,10 +7,13 @@
 
 """Read what an evacuation works on: the source's guests and each destination's state; changes nothing.
 
-source: its hostname and host UUID, each selected guest (to move, or left with the reason);
+source: its hostname and host UUID, each selected guest (to move, or left with the reason) with
+its placement constraints (its metadata element, ``_libvirt/metadata.py``, and the ``constraints``
+option: ``constraints.guest_constraints``);
 each destination: excluded (the source itself, maintenance, unreachable, the same host UUID),
-else its available memory, its CPU verdict per guest, and the source's guests already
-present there (an interrupted earlier run), which pin those guests to it.
+else its available memory, its CPU verdict per guest, its labels (``host_labels``), the guests
+that stay on it with their constraints (residents), and the source's guests already present
+there (an interrupted earlier run), which pin those guests to it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from typing import Any
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
     libvirt_error_code,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constraints import (
+    ConstraintOptions,
+    Resident,
+    constraint_options,
+    guest_constraints,
+    labels_of,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
     DestinationSpec,
@@ -41,6 +51,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placem
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     close_quietly,
+    parse_uri,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     libvirt,
@@ -55,6 +66,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     host_uuid_of,
     lookup_by_uuid,
     migratable_xml,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._libvirt.metadata import (
+    read_guest_metadata,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflight import (
     available_memory_kib,
@@ -138,6 +152,7 @@ def read_source(options: EvacuationOptions, connect: Callable[..., Any]) -> Sour
         name = str(conn.getHostname())
         host_uuid = host_uuid_of(conn)
         guests: list[GuestToMove] = []
+        wanted = constraint_options(options.constraints)
         specs: dict[str, GuestSpec] = {}
         left: list[LeftGuest] = []
         filtered: list[str] = []
@@ -150,19 +165,22 @@ def read_source(options: EvacuationOptions, connect: Callable[..., Any]) -> Sour
                 left.append(LeftGuest(info.name, info.uuid, info.max_memory_kib // KIB_PER_MIB, left_because))
                 continue
             specs[info.uuid] = guest_spec(migratable_xml(dom, inactive=info.state == SHUTOFF))
-            guests.append(guest_to_move(info))
+            guests.append(replace(guest_to_move(info), constraints=guest_constraints(
+                info.name, read_guest_metadata(dom), wanted)))
     finally:
         close_quietly(conn)
     return SourceGuests(name, host_uuid, guests, specs, left, filtered)
 
 
-def described_domains(conn: Any, source_uri: str) -> list[tuple[Any, DomainInfo]]:
-    """The source's domains by name, each with its description (those undefined meanwhile are skipped)."""
+def described_domains(conn: Any, source_uri: str, dest_uri: str | None = None) -> list[tuple[Any, DomainInfo]]:
+    """The source's domains (a destination's with ``dest_uri``) by name, each with its description (those
+    undefined meanwhile are skipped)."""
+    whose = "a destination's" if dest_uri else "the source's"
     try:
         domains = conn.listAllDomains(0)
     except libvirt.libvirtError as exc:
-        raise MigrationError.from_libvirt("list domains", exc, "cannot list the source's domains",
-                                          source_uri=source_uri)
+        raise MigrationError.from_libvirt("list domains", exc, f"cannot list {whose} domains",
+                                          source_uri=source_uri, dest_uri=dest_uri)
     described = []
     for dom in sorted(domains, key=lambda d: d.name()):
         try:
@@ -170,8 +188,8 @@ def described_domains(conn: Any, source_uri: str) -> list[tuple[Any, DomainInfo]
         except libvirt.libvirtError as exc:
             if libvirt_error_code(exc) == libvirt.VIR_ERR_NO_DOMAIN:
                 continue  # undefined since the listing: nothing to move
-            raise MigrationError.from_libvirt("read domain", exc, "cannot read a domain of the source",
-                                              domain=dom.name(), source_uri=source_uri)
+            raise MigrationError.from_libvirt("read domain", exc, f"cannot read one of {whose} domains",
+                                              domain=dom.name(), source_uri=source_uri, dest_uri=dest_uri)
     return described
 
 
@@ -197,7 +215,8 @@ def reason_to_leave(info: DomainInfo, options: EvacuationOptions) -> str | None:
 
 def read_destination(options: EvacuationOptions, dest: DestinationSpec, is_source: bool, source: SourceGuests,
                      connect: Callable[..., Any]) -> DestinationReading:
-    capacity = DestinationCapacity(dest.name, dest.uri, reserve_kib=options.memory_reserve_mib * KIB_PER_MIB)
+    capacity = DestinationCapacity(dest.name, dest.uri, reserve_kib=options.memory_reserve_mib * KIB_PER_MIB,
+                                   labels=destination_labels(options, dest))
     if is_source:
         capacity.excluded = "the source host itself"
         return DestinationReading(capacity, {}, {})
@@ -218,11 +237,28 @@ def read_destination(options: EvacuationOptions, dest: DestinationSpec, is_sourc
         present = guests_present(conn, source.guests)
         verdicts: CpuVerdicts = {}
         if not maintenance:
+            capacity.residents = residents_of(conn, options.uri, dest.uri, source.guests,
+                                              constraint_options(options.constraints))
             capacity.available_kib = available_memory_kib(conn)
             verdicts = compare_cpus(conn, dest.name, source, options)
         return DestinationReading(capacity, present, verdicts)
     finally:
         close_quietly(conn)
+
+
+def destination_labels(options: EvacuationOptions, dest: DestinationSpec) -> dict[str, str]:
+    """``host_labels`` of the destination, by its name or else the host of its URI."""
+    labels = labels_of(options.host_labels, dest.name)
+    host = parse_uri(dest.uri).host
+    return labels or (labels_of(options.host_labels, host) if host else {})
+
+
+def residents_of(conn: Any, source_uri: str, dest_uri: str, guests: Sequence[GuestToMove],
+                 wanted: ConstraintOptions) -> tuple[Resident, ...]:
+    """The guests defined on a destination that stay there (not the source's), each with its constraints."""
+    moving = {guest.uuid for guest in guests}
+    return tuple(Resident(info.name, info.uuid, guest_constraints(info.name, read_guest_metadata(dom), wanted))
+                 for dom, info in described_domains(conn, source_uri, dest_uri) if info.uuid not in moving)
 
 
 def guests_present(conn: Any, guests: Sequence[GuestToMove]) -> dict[str, bool]:

@@ -22,6 +22,10 @@ from typing import Any
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     ValidationError,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constraints import (
+    constraint_option_problems,
+    host_label_problems,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
     LIVE,
     OFFLINE,
@@ -63,6 +67,8 @@ class EvacuationOptions:
     uri: str = DEFAULT_URI
     include: list[str] = field(default_factory=lambda: ["*"])
     exclude: list[str] = field(default_factory=list)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    host_labels: dict[str, Any] = field(default_factory=dict)
     stopped_guests: str = "migrate"
     maintenance_hosts: list[str] = field(default_factory=list)
     memory_reserve_mib: int = 512
@@ -79,7 +85,7 @@ class EvacuationOptions:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvacuationOptions:
-        own = {"uri", "include", "exclude", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
+        own = {"uri", "include", "exclude", "constraints", "host_labels", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
                "max_parallel", "max_parallel_per_destination", "on_failure", "plan_file", "progress_path",
                "progress_interval", "lock_timeout", "report_path", "report_format"}
         values = {key: params[key] for key in own if params.get(key) is not None}
@@ -203,6 +209,8 @@ def own_option_problems(options: EvacuationOptions) -> Iterator[ValidationError]
     if not options.include:
         yield refuse("include is empty: nothing would be evacuated", "use include: ['*'] for every guest")
 
+    for problem in constraint_option_problems(options.constraints) + host_label_problems(options.host_labels):
+        yield refuse(problem, "see the constraints and host_labels options of the evacuate module")
 
 def selected(name: str, include: list[str], exclude: list[str]) -> bool:
     """fnmatch (case-sensitive, like libvirt names) on include, then exclude."""

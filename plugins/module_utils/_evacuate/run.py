@@ -39,6 +39,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.discov
     discover,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constraints import (
+    refuse_unsatisfiable,
+    unsatisfiable,
+)
     EvacuationOptions,
     validate_options,
 )
@@ -66,6 +70,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placem
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.planfile import (
     EvacuationPlan,
+    STAY,
     PlannedGuest,
     arrived_on_destinations,
     check_source,
@@ -157,6 +162,7 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
         discovery = discover(options, sources, env.connect)
         arrived: tuple[PlannedGuest, ...] = ()
         if followed is None:
+        refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
             placer = Placer(discovery.destinations, discovery.cpu_verdicts)
             plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
         else:
@@ -334,7 +340,7 @@ class GuestLedger:
         self.lock = threading.Lock()
         self.by_uuid: dict[str, dict[str, Any]] = {}
         for item in plan.assignments:
-            state = QUEUED if item.placed else UNPLACEABLE
+            state = QUEUED if item.placed else LEFT if item.action == STAY else UNPLACEABLE
             progress.add(item.guest.name, item.guest.uuid, item.destination, state)
             self.by_uuid[item.guest.uuid] = guest_row(
                 item.guest.name, item.guest.uuid, source_name, item.destination, item.guest.mode,
