@@ -15,12 +15,13 @@ rows without it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.files import (
+    write_atomic,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
     LEFT,
     MIGRATED,
@@ -39,9 +40,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconci
     RESUME_SOURCE,
     describe_pause,
 )
-
-FILE_MODE = 0o640
-DIR_MODE = 0o750
 
 REPORT_COLUMNS = (
     ("VM", "name"),
@@ -127,24 +125,6 @@ def paused_note(row: Mapping[str, Any]) -> str:
     if RESUME_SOURCE in str(row.get("action") or ""):
         return "{}: {} on the source, then migrated".format(pause, "to be resumed" if planned else "resumed")
     return "{}: {} paused; it stays paused on {}".format(pause, "moves" if planned else "moved", row.get("to") or "?")
-
-
-def write_atomic(path: str, text: str, mode: int = FILE_MODE) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see half a file)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def render_report(report: Mapping[str, Any], report_format: str) -> str:

@@ -30,6 +30,12 @@ from typing import Any
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._common.progress import (
+    OnSnapshot,
+    Progress,
+    ProgressWriter,
+    publish_waiting,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.run_lock import (
     evacuation_lock,
 )
@@ -52,8 +58,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcom
     LEFT,
     MIGRATED,
     MIGRATING,
+    MOVED_RESULTS,
     NOT_STARTED,
     PLANNED,
+    PROBLEM_RESULTS,
     QUEUED,
     UNCHANGED,
     UNPLACEABLE,
@@ -81,12 +89,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.planfi
     replay,
     utc_now,
     write_plan_file,
-)
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate.progress import (
-    OnSnapshot,
-    Progress,
-    ProgressWriter,
-    publish_waiting,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.report import (
     EvacuationFacts,
@@ -225,7 +227,8 @@ def progress_file(options: EvacuationOptions, check_mode: bool) -> str | None:
 def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationEnvironment, source_name: str,
                   plan: PlacementPlan, placer: Placer, warnings: list[str]) -> list[dict[str, Any]]:
     """Check, refuse or migrate the planned guests while their progress is published; returns their rows."""
-    ledger = GuestLedger(source_name, plan, Progress(source_name, options.uri, check_mode), warnings)
+    progress = Progress(source_name, options.uri, check_mode, done_states=MOVED_RESULTS, problem_states=PROBLEM_RESULTS)
+    ledger = GuestLedger(source_name, plan, progress, warnings)
     writer = ProgressWriter(ledger.progress, progress_file(options, check_mode), options.progress_interval,
                             options.uri, env.connect, env.on_progress)
     writer.start()

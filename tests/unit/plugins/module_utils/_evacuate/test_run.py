@@ -26,9 +26,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.argspe
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
     EvacuationOptions,
 )
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate.progress import (
-    progress_line,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.report import (
     render_table,
     render_text,
@@ -500,17 +497,6 @@ def test_progress_shows_each_guest_state_and_percentage(hosts, tmp_path):
     assert {vm["state"] for vm in on_disk["vms"]} == {"migrated"} and {vm["percent"] for vm in on_disk["vms"]} == {100}
     assert on_disk["line"].startswith("[00:") and "3/3 done, 0 failed" in on_disk["line"]
     assert sorted(os.listdir(path.parent)) == ["progress.json"]  # atomic: no temporary left
-
-
-def test_progress_line_format():
-    vms = [{"name": "db1", "destination": "hv2", "state": "migrating", "percent": 45, "data_total": 1073741824,
-            "data_remaining": 590558003},
-           {"name": "web1", "destination": "hv3", "state": "migrated", "percent": 100, "data_total": None,
-            "data_remaining": None},
-           {"name": "web2", "destination": "hv3", "state": "queued", "percent": None, "data_total": None,
-            "data_remaining": None}]
-    line = progress_line(vms, {"migrating": 1, "migrated": 1, "queued": 1}, 75.3, False)
-    assert line == "[01:15] 1/3 done, 0 failed | db1 -> hv2 45% (460/1024 MiB) | 1 queued"
 
 
 def test_report_written_as_json_and_as_text(hosts, tmp_path):
