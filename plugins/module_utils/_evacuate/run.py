@@ -52,6 +52,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constr
     EvacuationOptions,
     validate_options,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.origin import (
+    migrate_recording_origin,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
     FAILED,
     FINISHED,
@@ -278,7 +281,7 @@ def migration_outcome(migrate_guest: MigrateGuest, options: EvacuationOptions, i
     """The migrate module's code path for ``item``'s guest, and what it means for the guest's row."""
     try:
         request = options.guest_request(item.destination or "", item.guest.name, item.guest.uuid, item.guest.mode)
-        result = migrate_guest(request, check_mode)
+        result = migrate_recording_origin(migrate_guest, request, check_mode)
     except MigrationError as error:
         details = error.to_result()
         details["changed"] = bool(details.get("changed"))
