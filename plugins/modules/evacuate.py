@@ -233,9 +233,15 @@ notes:
     guest's percentage. Collect the result with M(ansible.builtin.async_status). See the examples."
   - Guests already migrated are not on the source any more, so a re-run only sees what is left. Guests kept
     defined on the source (O(undefine_source=false)) are seen again and reported V(unchanged).
+  - "Origin: just before a guest moves, the source host's name and host UUID and the time are written into the
+    guest's own metadata (the C(origin) of the element M(virtops.migration.guest_placement) manages), live and in
+    its definition, so it travels with the guest and a restore finds its home without the controller. A guest that
+    already holds an origin keeps it (an interrupted evacuation re-run, or a guest evacuated again before it was
+    restored). Check mode writes nothing. When the record cannot be written the guest still moves, with a warning."
 seealso:
   - module: virtops.migration.migrate
   - module: virtops.migration.migration_job
+  - module: virtops.migration.guest_placement
 """
 
 EXAMPLES = r"""
