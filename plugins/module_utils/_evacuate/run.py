@@ -39,16 +39,16 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.progress
 from ansible_collections.virtops.migration.plugins.module_utils._common.run_lock import (
     evacuation_lock,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constraints import (
+    refuse_unsatisfiable,
+    unsatisfiable,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.discovery import (
     Discovery,
     LeftGuest,
     discover,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
-from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constraints import (
-    refuse_unsatisfiable,
-    unsatisfiable,
-)
     EvacuationOptions,
     validate_options,
 )
@@ -73,6 +73,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcom
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
     OFFLINE,
+    STAY,
     Assignment,
     PlacementPlan,
     Placer,
@@ -81,7 +82,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placem
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.planfile import (
     EvacuationPlan,
-    STAY,
     PlannedGuest,
     arrived_on_destinations,
     check_source,
@@ -165,9 +165,9 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
         if lock.warning:
             warnings.append(lock.warning)
         discovery = discover(options, sources, env.connect)
+        refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
         arrived: tuple[PlannedGuest, ...] = ()
         if followed is None:
-        refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
             placer = Placer(discovery.destinations, discovery.cpu_verdicts)
             plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
         else:
