@@ -39,6 +39,7 @@ requirements:
 extends_documentation_fragment:
   - virtops.migration._connection
   - virtops.migration._migration_tuning
+  - virtops.migration._audit
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -104,6 +105,20 @@ options:
     type: list
     elements: str
     default: []
+  progress_path:
+    description:
+      - A file the module rewrites (atomically, as JSON) every O(progress_interval) seconds while the domain
+        migrates. It holds the memory sent, the rate, what remains, the dirty rate and the expected end, and
+        C(line), one line to show. C(playbooks/migrate.yml) runs the module in the background and shows that
+        line while it waits.
+      - The expected end assumes what remains shrinks at the rate minus the dirty rate. It is left out while
+        the guest dirties memory as fast as it is sent; the convergence policy acts on that (O(convergence)).
+      - Not written in check mode, nor when the run migrates nothing.
+    type: path
+  progress_interval:
+    description: Seconds between two updates of O(progress_path). Must be positive.
+    type: float
+    default: 1.0
 notes:
   - Runs on the source host by default (O(uri=qemu:///system)); use C(delegate_to) to run it there.
   - libvirt refuses to migrate between hosts with the same host UUID (cloned machines, containers), and a local
@@ -193,6 +208,19 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+run_id:
+  description: This run's id (UTC time and a random part); the audit log's record of the run carries it.
+  returned: always
+  type: str
+  sample: 20261201T143901Z-1a2b3c4d
+audit_log:
+  description:
+    - The audit log this run's record was appended to (see O(audit_log)).
+    - V(null) when none was written (the log is off, check mode, nothing changed, a refusal before anything was
+      tried, or the log could not be written, which is a warning).
+  returned: always
+  type: str
+  sample: /var/log/virtops-migration/audit.jsonl
 action:
   description: What was (or, in check mode, would be) done, as C(+)-joined actions, or V(none).
   returned: success
@@ -368,6 +396,10 @@ last_job_stats:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    AuditTrail,
+    new_run_id,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
@@ -384,10 +416,17 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.argspec
     MIGRATE_REQUIRED_ONE_OF,
     migrate_argument_spec,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.progress import (
+    validate_progress_interval,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.record import (
+    run_recorded,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
     MigrationRequest,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
+    MigrationEnvironment,
     run_migration,
 )
 
@@ -402,7 +441,10 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
     try:
         request = MigrationRequest.from_params(module.params)
-        result = run_migration(request, check_mode=module.check_mode)
+        environment = MigrationEnvironment(progress_path=module.params["progress_path"],
+                                           progress_interval=validate_progress_interval(module.params["progress_interval"]))
+        result = run_recorded(request, module.check_mode, AuditTrail(module.params["audit_log"], new_run_id()),
+                              lambda req, check: run_migration(req, check, environment))
     except MigrationError as error:
         failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), source=module.params["uri"], destination=module.params["dest_uri"],

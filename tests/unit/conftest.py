@@ -62,3 +62,15 @@ def private_run_locks(tmp_path_factory, monkeypatch):
     lock_dir = tmp_path_factory.mktemp("locks")
     monkeypatch.setattr(_run_lock, "LOCK_DIRS", (str(lock_dir),))
     return lock_dir
+
+
+@pytest.fixture(autouse=True)
+def private_audit_log(tmp_path_factory, monkeypatch):
+    """The audit log's default (what a module writes when audit_log is not given) in the test's own directory."""
+    from ansible_collections.virtops.migration.plugins.module_utils._common import (
+        audit as _audit,
+    )
+
+    path = tmp_path_factory.mktemp("audit") / "audit.jsonl"
+    monkeypatch.setattr(_audit, "DEFAULT_AUDIT_LOG", str(path))
+    return path

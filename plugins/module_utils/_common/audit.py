@@ -31,6 +31,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +41,14 @@ RECORD_VERSION = 1
 ACTIONS = ("migrate", "evacuate", "restore", "roll", "abort", "postcopy", "tune")
 FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
+
+# Errors that refuse a run before it tries anything: not an action, no record.
+NOT_TRIED_KINDS = ("validation", "in_progress")
+# The migration options an audit record names when they are on (or set): names only, never values.
+SWITCH_OPTIONS = ("live", "persistent", "undefine_source", "p2p", "tunnelled", "tls", "auto_converge", "post_copy")
+VALUE_OPTIONS = ("bandwidth", "postcopy_bandwidth", "max_downtime", "timeout", "compression", "parallel_connections",
+                 "migrate_disks", "xml", "persistent_xml", "dest_name", "migrate_uri", "listen_address",
+                 "tls_destination")
 
 _IN_PROCESS = threading.Lock()
 _URI_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
@@ -120,6 +129,27 @@ def flag_names(flags: Any) -> tuple[str, ...]:
         if name and name not in names:
             names.append(name)
     return tuple(names)
+
+
+def option_flags(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of the migration options that are on or set (``offline`` when not live); never their values."""
+    names = [name for name in SWITCH_OPTIONS if options.get(name) is True]
+    if options.get("live") is False:
+        names.append("offline")
+    if options.get("copy_storage") not in (None, "none"):
+        names.append("copy_storage")
+    names += [name for name in VALUE_OPTIONS if options.get(name) not in (None, "", [], ())]
+    return tuple(names)
+
+
+def audit_log_argument_spec() -> dict[str, Any]:
+    """The ``audit_log`` option of every module that changes state (doc fragment ``virtops.migration._audit``)."""
+    return {"audit_log": {"type": "path", "default": DEFAULT_AUDIT_LOG}}
+
+
+def was_tried(error_kind: str | None) -> bool:
+    """Whether a failed run tried something (and is recorded): a refusal of the input or of a busy domain is not."""
+    return error_kind not in NOT_TRIED_KINDS
 
 
 def acting_user() -> dict[str, str | None]:
@@ -206,6 +236,42 @@ def append_audit(path: str | None, record: AuditRecord, clock: Any = time.time) 
         return (f"audit log {path}: the {record.action} record of {record.guest_name or 'the run'} "
                 f"(run {record.run_id}) was not written: {type(err).__name__}: {scrub_text(str(err))}")
     return None
+
+
+@dataclass(frozen=True)
+class AuditTrail:
+    """Where one run's records go: its log (None: off) and its run id; ``clock`` gives wall-clock seconds."""
+
+    path: str | None
+    run_id: str
+    clock: Callable[[], float] = time.time
+
+    def record(self, action: str, started: float, result: str, *, guest_name: str | None = None,
+               guest_uuid: str | None = None, source: str | None = None, destination: str | None = None,
+               flags: tuple[str, ...] = (), downtime_ms: int | None = None,
+               message: str | None = None) -> AuditRecord:
+        """The record of an action that started at ``started`` (clock seconds) and finishes now."""
+        finished = self.clock()
+        return AuditRecord(action=action, run_id=self.run_id, guest_name=guest_name, guest_uuid=guest_uuid,
+                           source=source, destination=destination, flags=tuple(flags), result=result,
+                           started_at=iso_utc(started), finished_at=iso_utc(finished),
+                           duration_s=round(max(0.0, finished - started), 3), downtime_ms=downtime_ms,
+                           message=message)
+
+    def append(self, record: AuditRecord) -> str | None:
+        """Append ``record`` (see ``append_audit``); a warning when it could not be written."""
+        return append_audit(self.path, record, self.clock)
+
+    @property
+    def written_to(self) -> str | None:
+        """What a module returns as ``audit_log``: the log, or None when it is off."""
+        return self.path or None
+
+
+def downtime_of(migration: Mapping[str, Any]) -> int | None:
+    """The downtime libvirt measured (ms) in a migrate result's ``stats``; None when it did not say."""
+    downtime = (migration.get("stats") or {}).get("downtime")
+    return None if downtime is None else int(downtime)
 
 
 def read_audit(path: str) -> list[dict[str, Any]]:

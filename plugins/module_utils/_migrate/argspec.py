@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    audit_log_argument_spec,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.argspec import (
     connection_argument_spec,
 )
@@ -88,7 +91,10 @@ def migrate_argument_spec() -> dict[str, Any]:
         "listen_address": {"type": "str"},
         "tls_destination": {"type": "str"},
         "migrate_disks": {"type": "list", "elements": "str", "default": list(MigrationRequest(dest_uri="").migrate_disks)},
+        "progress_path": {"type": "path"},
+        "progress_interval": {"type": "float", "default": 1.0},
     })
+    spec.update(audit_log_argument_spec())
     return spec
 
 

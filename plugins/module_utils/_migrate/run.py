@@ -26,6 +26,9 @@ from typing import Any
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._common.progress import (
+    OnSnapshot,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     local_addresses_of,
     open_connection,
@@ -71,6 +74,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflig
     plan_copied_disks,
     run_preflight,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.progress import (
+    published_progress,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconcile import (
     placement,
     predicted_placement,
@@ -100,6 +106,9 @@ class MigrationEnvironment:
     connect: Callable[..., Any] = open_connection
     fs_type_of: Callable[[str], str | None] | None = None
     resolves_locally: Callable[[str], bool] = local_addresses_of
+    progress_path: str | None = None
+    progress_interval: float = 1.0
+    on_progress: OnSnapshot | None = None
 
 
 class RunLog:
@@ -181,7 +190,9 @@ def migrate(request: MigrationRequest, check_mode: bool, env: MigrationEnvironme
         if check_mode or not decision.changed:
             log.stop()
             return result(prepared, hosts, log, check_mode)
-        with log.phase("migrate"):
+        with log.phase("migrate"), published_progress(
+                decision.migrates, prepared.located.name, prepared.located.uuid, request.uri, request.dest_uri, env.progress_path,
+                env.progress_interval, env.connect, env.on_progress, log.add_warning):
             executed = execute(prepared, session, Timekeeping(env.clock, env.wait), log.add_warning)
         with log.phase("verify"):
             verified = verify(request, located.uuid, decision, session)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import fake_libvirt as lv
@@ -27,8 +29,10 @@ def fast(monkeypatch, world):
     """Run the module's migrations with the fake world's clock and no DNS."""
     environment = environment_of(world, fs_type_of=lambda path: None)
 
-    def run(request, check_mode=False):
-        return run_migration(request, check_mode, environment)
+    def run(request, check_mode=False, given=None):
+        merged = environment if given is None else replace(
+            environment, progress_path=given.progress_path, progress_interval=given.progress_interval)
+        return run_migration(request, check_mode, merged)
 
     monkeypatch.setattr(migrate, "run_migration", run)
     return world
@@ -74,6 +78,53 @@ def test_main_migrates_and_reports(capsys, fast):
     }
 
 
+def test_main_appends_one_audit_record_and_returns_the_run_id(capsys, fast, tmp_path):
+    dom = fast.hosts["qemu:///system"].add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=[lv.sample(100)])
+    log = tmp_path / "audit" / "audit.jsonl"
+    progress = tmp_path / "run" / "progress.json"
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "audit_log": str(log), "auto_converge": True,
+                             "bandwidth": 100, "progress_path": str(progress)}, capsys)
+    assert code == 0
+    assert result["audit_log"] == str(log)
+    (record,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert (record["action"], record["result"], record["run_id"]) == ("migrate", "migrated", result["run_id"])
+    assert (record["guest_name"], record["guest_uuid"]) == ("vm1", result["uuid"])
+    assert record["flags"] == ["live", "persistent", "undefine_source", "p2p", "auto_converge", "bandwidth"]
+    assert record["destination"] == DEST
+    snapshot = json.loads(progress.read_text())
+    assert snapshot["finished"] is True
+    assert [(vm["name"], vm["state"], vm["percent"]) for vm in snapshot["vms"]] == [("vm1", "migrated", 100)]
+    code, again = run_main({"name": "vm1", "dest_uri": DEST, "audit_log": str(log)}, capsys)
+    assert (code, again["changed"], again["audit_log"]) == (0, False, None)
+    assert len(log.read_text().splitlines()) == 1  # an unchanged run writes nothing
+
+
+def test_main_with_the_audit_log_off_writes_none(capsys, fast, private_audit_log):
+    dom = fast.hosts["qemu:///system"].add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=[lv.sample(100)])
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "audit_log": ""}, capsys)
+    assert (code, result["changed"], result["audit_log"]) == (0, True, None)
+    assert result["run_id"]
+    assert not private_audit_log.exists()
+
+
+def test_main_writes_the_default_audit_log(capsys, fast, private_audit_log):
+    dom = fast.hosts["qemu:///system"].add_domain("vm1")
+    dom.script = lv.MigrationScript(samples=[lv.sample(100)])
+    code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys)
+    assert (code, result["audit_log"]) == (0, str(private_audit_log))
+    assert json.loads(private_audit_log.read_text())["run_id"] == result["run_id"]
+
+
+def test_main_refuses_a_progress_interval_that_is_not_positive(capsys, fast):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "progress_interval": 0}, capsys)
+    assert code == 1
+    assert "progress_interval must be positive" in result["msg"]
+    assert fast.mutations == []
+
+
 def test_main_check_mode(capsys, fast):
     fast.hosts["qemu:///system"].add_domain("vm1")
     code, result = run_main({"name": "vm1", "dest_uri": DEST}, capsys, check_mode=True)
@@ -91,6 +142,7 @@ def test_main_fails_with_error_details(capsys, fast):
     assert result["msg"].startswith("validate options failed (domain 'vm1', source qemu:///system, "
                                     "destination qemu+tls://hv2.example.com/system): tls and tunnelled")
     assert fast.mutations == []
+    assert result["run_id"] and result["audit_log"] is None
 
 
 @pytest.mark.parametrize("args,message", [

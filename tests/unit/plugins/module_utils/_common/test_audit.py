@@ -177,3 +177,34 @@ def test_processes_never_interleave(tmp_path):
         lines = handle.read().splitlines()
     assert len(lines) == 80
     assert {json.loads(line)["guest_name"] for line in lines} == {f"p{i}-{c}" for i in range(4) for c in range(20)}
+
+
+def test_option_flags_are_names_only():
+    options = {"live": True, "persistent": True, "undefine_source": False, "tls": True, "post_copy": True,
+               "copy_storage": "all", "bandwidth": 100, "migrate_uri": "tcp://10.0.0.2", "compression": [],
+               "xml": None}
+    assert audit.option_flags(options) == ("live", "persistent", "tls", "post_copy", "copy_storage", "bandwidth",
+                                           "migrate_uri")
+    assert audit.option_flags({"live": False, "persistent": True}) == ("persistent", "offline")
+
+
+def test_audit_log_option_and_what_counts_as_tried():
+    assert audit.audit_log_argument_spec() == {"audit_log": {"type": "path", "default": audit.DEFAULT_AUDIT_LOG}}
+    assert not audit.was_tried("validation")
+    assert not audit.was_tried("in_progress")
+    assert audit.was_tried("migration")
+    assert audit.was_tried("preflight")
+
+
+def test_trail_times_a_record_and_appends_it(tmp_path):
+    moments = iter([10.0, 12.5, 13.0]).__next__
+    trail = audit.AuditTrail(str(tmp_path / "a.jsonl"), "R1", clock=moments)
+    started = trail.clock()
+    made = trail.record("evacuate", started, "migrated", guest_name="vm1", flags=("live",), downtime_ms=9)
+    assert (made.started_at, made.finished_at, made.duration_s) == ("1970-01-01T00:00:10.000Z",
+                                                                    "1970-01-01T00:00:12.500Z", 2.5)
+    assert trail.append(made) is None
+    assert read_audit(str(tmp_path / "a.jsonl"))[0]["run_id"] == "R1"
+    assert audit.AuditTrail("", "R2").written_to is None
+    assert audit.downtime_of({"stats": {"downtime": 12}}) == 12
+    assert audit.downtime_of({}) is None
