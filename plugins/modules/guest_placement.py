@@ -104,8 +104,8 @@ notes:
   - The element can also be read and edited with C(virsh metadata GUEST --uri https://virtops.dev/xmlns/migration/1
     --key virtops).
   - An element with a value this module does not accept (an unknown pin policy, a priority that is no integer) is
-    refused with an error naming the guest and the value; unknown child elements and attributes are kept out of
-    the comparison and dropped on the next write.
+    refused with an error naming the guest and the value. Child elements it does not know (a newer version's)
+    are written back unchanged; attributes it does not know on the children it knows are dropped when it writes.
 seealso:
   - module: virtops.migration.evacuate
 """

@@ -14,11 +14,12 @@ state          the element after the run
 =============  ==========================================================================
 present        each constraint option given replaces that field; omitted ones are kept;
                ``pin_policy: none`` removes the pin
-absent         no constraints at all (constraint options are refused with it)
+absent         no constraints at all (constraint options are refused with it); children
+               this version does not know stay, unless the whole element goes
 =============  ==========================================================================
 
 The origin an evacuation recorded is kept in both states; only ``clear_origin: true``
-removes it. The element is written (live when the guest runs, to its definition when it
+removes it (with state=absent: the whole element). The element is written (live when the guest runs, to its definition when it
 is persistent) only when it differs from what the guest holds.
 """
 
@@ -125,7 +126,7 @@ def desired_metadata(before: GuestMetadata, request: PlacementRequest) -> GuestM
     """The element the guest should hold after the run (see the table in the module docstring)."""
     origin = None if request.clear_origin else before.origin
     if request.state == "absent":
-        return GuestMetadata(origin=origin)
+        return GuestMetadata() if request.clear_origin else GuestMetadata(origin=origin, unknown=before.unknown)
     after = replace(before, origin=origin)
     if request.anti_affinity is not None:
         after = replace(after, anti_affinity=request.anti_affinity)

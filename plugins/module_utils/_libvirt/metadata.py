@@ -48,6 +48,7 @@ KEY = "virtops"
 ELEMENT = "guest"
 
 ANTI_AFFINITY_MODES = ("hard", "soft")
+CHILDREN = ("anti-affinity", "affinity", "pin", "priority", "require-label", "origin")
 PIN_POLICIES = ("skip", "shutdown", "block")
 
 # libvirt's values, for bindings too old to name them.
@@ -79,6 +80,8 @@ class GuestMetadata:
 
     The lists are kept sorted (and without repeats), so two values that
     describe the same element compare equal whatever order they were given in.
+    ``unknown`` holds the child elements this version does not know (a newer
+    collection's, another tool's), as XML text: they are written back unchanged.
     """
 
     anti_affinity: tuple[tuple[str, str], ...] = ()
@@ -87,6 +90,7 @@ class GuestMetadata:
     priority: int | None = None
     require_labels: tuple[tuple[str, str], ...] = ()
     origin: Origin | None = None
+    unknown: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "anti_affinity", tuple(sorted({tuple(pair) for pair in self.anti_affinity})))
@@ -200,9 +204,14 @@ def parse_guest_metadata(xml: str | None, guest: str | None = None) -> GuestMeta
     if element is None:
         return GuestMetadata()
     fields: dict[str, list[ET.Element]] = {}
+    unknown: list[str] = []
     for child in element:
-        if isinstance(child.tag, str) and _in_our_namespace(child.tag):
+        if not isinstance(child.tag, str):
+            continue  # a comment or processing instruction
+        if _in_our_namespace(child.tag) and _local(child.tag) in CHILDREN:
             fields.setdefault(_local(child.tag), []).append(child)
+        else:
+            unknown.append(_unknown_text(child))
     problems: list[str] = []
     meta = GuestMetadata(
         anti_affinity=tuple((child.get("group", ""), child.get("mode", "hard")) for child in fields.get("anti-affinity", ())),
@@ -211,6 +220,7 @@ def parse_guest_metadata(xml: str | None, guest: str | None = None) -> GuestMeta
         priority=_priority(_single(fields, "priority", "value", problems), problems),
         require_labels=tuple((child.get("name", ""), child.get("value", "")) for child in fields.get("require-label", ())),
         origin=_origin(fields.get("origin", ()), problems),
+        unknown=tuple(unknown),
     )
     problems += metadata_problems(meta)
     if problems:
@@ -252,6 +262,16 @@ def _origin(elements: Any, problems: list[str]) -> Origin | None:
                   run_id=element.get("run-id"), time=element.get("time"))
 
 
+def _unknown_text(child: ET.Element) -> str:
+    """An unknown child as text, in our namespace stripped the way libvirt hands the element out."""
+    copy = ET.fromstring(ET.tostring(child))
+    for node in copy.iter():
+        if isinstance(node.tag, str) and node.tag.startswith("{" + NAMESPACE + "}"):
+            node.tag = _local(node.tag)
+    copy.tail = None
+    return ET.tostring(copy, encoding="unicode")
+
+
 def render_guest_metadata(meta: GuestMetadata) -> str:
     """The element for virDomainSetMetadata (no namespace: libvirt places it in NAMESPACE as KEY)."""
     root = ET.Element(ELEMENT)
@@ -269,6 +289,8 @@ def render_guest_metadata(meta: GuestMetadata) -> str:
         attributes = {"host": meta.origin.host, "host-uuid": meta.origin.host_uuid,
                       "run-id": meta.origin.run_id, "time": meta.origin.time}
         ET.SubElement(root, "origin", {name: value for name, value in attributes.items() if value is not None})
+    for text in meta.unknown:
+        root.append(ET.fromstring(text))
     return ET.tostring(root, encoding="unicode")
 
 

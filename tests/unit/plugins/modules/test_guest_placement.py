@@ -71,6 +71,14 @@ def test_absent_keeps_the_origin_unless_asked():
     assert only_origin == GuestMetadata(affinity=("web",), priority=3)
 
 
+def test_children_this_version_does_not_know_stay_unless_the_whole_element_goes():
+    before = GuestMetadata(priority=3, origin=ORIGIN, unknown=("<maintenance-window start=\"02:00\" />",))
+    kept = desired_metadata(before, PlacementRequest(name="vm1", state="absent"))
+    assert kept == GuestMetadata(origin=ORIGIN, unknown=before.unknown)
+    assert desired_metadata(before, PlacementRequest(name="vm1", priority=4)).unknown == before.unknown
+    assert desired_metadata(before, PlacementRequest(name="vm1", state="absent", clear_origin=True)) == GuestMetadata()
+
+
 def test_request_from_params_normalizes_labels_and_groups():
     params = {"name": "vm1", "state": "present", "uri": "qemu:///system", "anti_affinity": [{"group": "db", "mode": None}],
               "affinity": ["web"], "require_labels": {"rack": 1, "ssd": True}, "pin_policy": None,

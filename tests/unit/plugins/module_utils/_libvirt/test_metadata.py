@@ -73,10 +73,30 @@ def test_an_element_of_another_namespace_is_not_ours():
     assert parse_guest_metadata(domain_with(other)) == GuestMetadata()
 
 
-def test_unknown_children_and_attributes_are_ignored():
+def test_unknown_children_are_kept_aside_and_unknown_attributes_ignored():
     text = ("<guest future='1'><pin policy='skip' reason='licence'/><maintenance-window start='02:00'/>"
             "<x:pin xmlns:x='urn:other' policy='nonsense'/><affinity group='web' weight='3'/></guest>")
-    assert parse_guest_metadata(text) == GuestMetadata(affinity=("web",), pin_policy="skip")
+    meta = parse_guest_metadata(text)
+    assert (meta.affinity, meta.pin_policy) == (("web",), "skip")
+    assert meta.unknown[0] == '<maintenance-window start="02:00" />'
+    assert "urn:other" in meta.unknown[1] and 'policy="nonsense"' in meta.unknown[1]
+    assert not meta.empty
+
+
+def test_unknown_children_are_written_back_unchanged():
+    meta = parse_guest_metadata("<guest><maintenance-window start='02:00'><day>sun</day></maintenance-window>"
+                                "<priority value='1'/></guest>")
+    again = parse_guest_metadata(render_guest_metadata(with_origin(meta, Origin("hv1"))))
+    assert again.unknown == meta.unknown and again.origin == Origin("hv1") and again.priority == 1
+
+
+def test_unknown_children_survive_a_write_through_libvirt(world):
+    dom = world.hosts["qemu:///system"].add_domain("vm1")
+    dom.setMetadata(lv.VIR_DOMAIN_METADATA_ELEMENT, "<guest><maintenance-window start='02:00'/></guest>", KEY,
+                    NAMESPACE, lv.VIR_DOMAIN_AFFECT_LIVE | lv.VIR_DOMAIN_AFFECT_CONFIG)
+    meta = read_guest_metadata(dom)
+    write_guest_metadata(dom, with_origin(meta, Origin("hv1")), persistent=True)
+    assert read_guest_metadata(dom, config=True).unknown == ('<maintenance-window start="02:00" />',)
 
 
 def test_anti_affinity_mode_defaults_to_hard():
