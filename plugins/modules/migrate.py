@@ -417,6 +417,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.argspec
     migrate_argument_spec,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.progress import (
+    run_ending_progress,
     validate_progress_interval,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.record import (
@@ -441,10 +442,12 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
     try:
         request = MigrationRequest.from_params(module.params)
-        environment = MigrationEnvironment(progress_path=module.params["progress_path"],
-                                           progress_interval=validate_progress_interval(module.params["progress_interval"]))
-        result = run_recorded(request, module.check_mode, AuditTrail(module.params["audit_log"], new_run_id()),
-                              lambda req, check: run_migration(req, check, environment))
+        interval = validate_progress_interval(module.params["progress_interval"])
+        progress_path = None if module.check_mode else module.params["progress_path"]
+        environment = MigrationEnvironment(progress_path=progress_path, progress_interval=interval)
+        trail = AuditTrail(module.params["audit_log"], new_run_id())
+        result = run_ending_progress(progress_path, request.uri, lambda: run_recorded(
+            request, module.check_mode, trail, lambda req, check: run_migration(req, check, environment)))
     except MigrationError as error:
         failure = emit_warnings(module, error.to_result())
         module.fail_json(msg=str(error), source=module.params["uri"], destination=module.params["dest_uri"],

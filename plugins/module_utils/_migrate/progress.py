@@ -11,16 +11,21 @@ While the migration runs, the writer polls the job on a connection of its own ev
 ``progress_interval`` seconds and writes the snapshot to ``progress_path`` (and hands it to
 ``on_progress``): memory sent, rate, what remains, the expected end. Nothing is published in check
 mode, when nothing migrates, or when neither a path nor a callback is given.
+
+Whatever the run did (migrated, changed nothing, failed before or during the migration), the module
+ends the file with a finished snapshot whose line says how the run ended (``run_ending_progress``):
+a playbook polling the file stops there.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
+    MigrationError,
     ValidationError,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.progress import (
@@ -28,6 +33,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.progress
     OnSnapshot,
     Progress,
     ProgressWriter,
+    progress_snapshot,
+    write_snapshot,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     parse_uri,
@@ -70,3 +77,25 @@ def published_progress(migrates: bool, name: str, uuid: str, source_uri: str, de
         progress.finish()
         for problem in writer.stop():
             warn(f"progress: {problem}")
+
+
+def publish_end(path: str, source_uri: str, line: str, warnings: list[str]) -> None:
+    """Write the finished snapshot that ends the progress file; a failure to write it is a warning."""
+    try:
+        write_snapshot(path, progress_snapshot(host_label(source_uri), source_uri, False, True, None, {}, [], line))
+    except (OSError, MigrationError) as exc:
+        warnings.append(f"progress: cannot write the progress file {path}: {exc}")
+
+
+def run_ending_progress(path: str | None, source_uri: str, run: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+    """``run()``, then end the progress file at ``path`` (None: no file) with how the run ended."""
+    try:
+        result = dict(run())
+    except MigrationError as error:
+        if path:
+            publish_end(path, source_uri, f"failed: {error}", error.details.setdefault("warnings", []))
+        raise
+    if path:
+        line = "{}: {}".format(result.get("domain") or "?", result.get("explanation") or "done")
+        publish_end(path, source_uri, line, result.setdefault("warnings", []))
+    return result

@@ -93,8 +93,7 @@ def test_main_appends_one_audit_record_and_returns_the_run_id(capsys, fast, tmp_
     assert record["flags"] == ["live", "persistent", "undefine_source", "p2p", "auto_converge", "bandwidth"]
     assert record["destination"] == DEST
     snapshot = json.loads(progress.read_text())
-    assert snapshot["finished"] is True
-    assert [(vm["name"], vm["state"], vm["percent"]) for vm in snapshot["vms"]] == [("vm1", "migrated", 100)]
+    assert (snapshot["finished"], snapshot["line"]) == (True, "vm1: " + result["explanation"])
     code, again = run_main({"name": "vm1", "dest_uri": DEST, "audit_log": str(log)}, capsys)
     assert (code, again["changed"], again["audit_log"]) == (0, False, None)
     assert len(log.read_text().splitlines()) == 1  # an unchanged run writes nothing
@@ -185,3 +184,24 @@ def test_main_failure_warnings_go_through_module_warn(capsys, fast):
     code, result = run_main({"name": "vm1", "dest_uri": DEST, "tunnelled": True, "tls": True}, capsys)
     assert code == 1
     assert not any("warnings" in message for message in _deprecation_messages(result))
+
+
+def test_main_ends_the_progress_file_even_when_nothing_migrates_or_it_fails(capsys, fast, tmp_path):
+    progress = tmp_path / "progress.json"
+    fast.hosts[DEST].add_domain("vm1")
+    code, result = run_main({"name": "vm1", "dest_uri": DEST, "progress_path": str(progress)}, capsys)
+    assert (code, result["changed"]) == (0, False)
+    snapshot = json.loads(progress.read_text())
+    assert snapshot["finished"] is True and snapshot["line"].startswith("vm1: ")
+    code, result = run_main({"name": "nosuch", "dest_uri": DEST, "progress_path": str(progress)}, capsys)
+    assert code == 1
+    snapshot = json.loads(progress.read_text())
+    assert snapshot["finished"] is True and snapshot["line"].startswith("failed: ")
+
+
+def test_main_in_check_mode_writes_no_progress_file(capsys, fast, tmp_path):
+    fast.hosts["qemu:///system"].add_domain("vm1")
+    progress = tmp_path / "progress.json"
+    code, _result = run_main({"name": "vm1", "dest_uri": DEST, "progress_path": str(progress)}, capsys,
+                             check_mode=True)
+    assert code == 0 and not progress.exists()
