@@ -42,6 +42,7 @@ requirements:
 extends_documentation_fragment:
   - virtops.migration._connection.SOURCE
   - virtops.migration._migration_tuning
+  - virtops.migration._audit
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -208,7 +209,13 @@ options:
   report_path:
     description:
       - Where to write the report (atomically, mode 0640). It lists each guest with its source, destination, result,
-        time, downtime and data sent. Not written in check mode.
+        time, downtime and data sent, and ends with the run id and the time. Not written in check mode.
+      - Each run keeps its own report; a later run never overwrites it. For a file name, the run's report is
+        that name with the run id inserted before the extension (C(evacuate-hv1-20261201T143901Z-1a2b3c4d.txt)
+        for C(evacuate-hv1.txt)), and the name itself becomes a symbolic link to the latest run's report. A
+        regular file already there (from an earlier version) is kept, renamed with its time inserted.
+      - For a directory (an existing one, or a path ending with C(/)), the run's report is
+        C(evacuate-SOURCE-RUNID.txt) (or C(.json)) in it, and no link is made.
     type: path
   report_format:
     description:
@@ -441,7 +448,8 @@ report:
   description: The report written to O(report_path) as JSON (RV(vms) without C(details), plus RV(summary)).
   returned: success, and when the host was not emptied
   type: dict
-  sample: {source_name: hv1, source_uri: "qemu:///system", check_mode: false, summary: {total: 1}, vms: []}
+  sample: {source_name: hv1, source_uri: "qemu:///system", check_mode: false, summary: {total: 1}, vms: [],
+           run_id: 20261201T143901Z-1a2b3c4d, time: "2026-12-01T14:41:12.402Z"}
 report_lines:
   description: The report table as lines (print it with M(ansible.builtin.debug)).
   returned: success, and when the host was not emptied
@@ -457,10 +465,27 @@ report_text:
   type: str
   sample: "Evacuation of hv1 (qemu:///system)\n..."
 report_path:
-  description: Where the report was written (null when not asked, and nothing is written in check mode).
+  description:
+    - The file this run's report was written to (see O(report_path)); null when not asked, and nothing is
+      written in check mode.
   returned: success, and when the host was not emptied
   type: str
-  sample: /var/log/virtops/evacuate-hv1.json
+  sample: /var/log/virtops/evacuate-hv1-20261201T143901Z-1a2b3c4d.json
+run_id:
+  description:
+    - This run's id (UTC time and a random part). The report and the audit log's records of the run carry it.
+  returned: success, and when the host was not emptied
+  type: str
+  sample: 20261201T143901Z-1a2b3c4d
+audit_log:
+  description:
+    - The audit log the run's records were appended to (see O(audit_log)). It holds one record per guest
+      move tried (action C(evacuate); its C(started_at) and C(finished_at) bound the time the guest could
+      be on both hosts; C(source) and C(destination) are host names) and one summary record (no guest).
+    - Null when none was written (the log is off, check mode, or it could not be written, which is a warning).
+  returned: success, and when the host was not emptied
+  type: str
+  sample: /var/log/virtops-migration/audit.jsonl
 plan_file:
   description: The plan file written (check mode) or executed (a real run).
   returned: when O(plan_file) is given and the evacuation ran

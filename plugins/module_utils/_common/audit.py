@@ -268,6 +268,32 @@ class AuditTrail:
         return self.path or None
 
 
+class MoveTrail:
+    """The records of a run's guest moves, made by its worker threads: ``started`` then ``finished`` per move.
+
+    A move's record is written when it finishes, with the time it started: the two bound the time the
+    guest could be on both hosts. A move that never started (refused, unplaceable) has no record.
+    """
+
+    def __init__(self, trail: AuditTrail, action: str) -> None:
+        self.trail = trail
+        self.action = action
+        self.lock = threading.Lock()
+        self.starts: dict[str, float] = {}
+
+    def started(self, uuid: str) -> None:
+        with self.lock:
+            self.starts[uuid] = self.trail.clock()
+
+    def finished(self, uuid: str, result: str, **fields: Any) -> str | None:
+        """Write the move's record (``fields`` as ``AuditTrail.record`` takes them); a warning when it was not."""
+        with self.lock:
+            started = self.starts.pop(uuid, None)
+        if started is None or not self.trail.path:
+            return None
+        return self.trail.append(self.trail.record(self.action, started, result, guest_uuid=uuid, **fields))
+
+
 def downtime_of(migration: Mapping[str, Any]) -> int | None:
     """The downtime libvirt measured (ms) in a migrate result's ``stats``; None when it did not say."""
     downtime = (migration.get("stats") or {}).get("downtime")

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    audit_log_argument_spec,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.options import (
     ON_FAILURE_CHOICES,
     REPORT_FORMAT_CHOICES,
@@ -52,4 +55,5 @@ def evacuate_argument_spec() -> dict[str, Any]:
         "report_path": {"type": "path"},
         "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
     })
+    spec.update(audit_log_argument_spec())
     return spec

@@ -81,13 +81,14 @@ class EvacuationOptions:
     lock_timeout: float = 3600.0
     report_path: str | None = None
     report_format: str = "json"
+    audit_log: str | None = None
     migration: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvacuationOptions:
         own = {"uri", "include", "exclude", "constraints", "host_labels", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
                "max_parallel", "max_parallel_per_destination", "on_failure", "plan_file", "progress_path",
-               "progress_interval", "lock_timeout", "report_path", "report_format"}
+               "progress_interval", "lock_timeout", "report_path", "report_format", "audit_log"}
         values = {key: params[key] for key in own if params.get(key) is not None}
         for key in ("include", "exclude", "maintenance_hosts"):
             if key in values:

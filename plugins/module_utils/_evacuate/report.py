@@ -21,6 +21,7 @@ from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.files import (
     write_atomic,
+    write_kept,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
     LEFT,
@@ -99,6 +100,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{count} {name}" for name, count in summary.get("by_result", {}).items())
     lines.append("Total {} guest(s){}; {:.1f} s".format(summary.get("total", 0), f": {counts}" if counts else "",
                                                         float(summary.get("seconds", 0.0))))
+    if report.get("run_id"):
+        lines.append("Run {} at {}".format(report["run_id"], report.get("time") or "?"))
     notes = [note for note in (_note(row) for row in rows) if note]
     if notes:
         lines.append("")
@@ -177,6 +180,8 @@ class EvacuationFacts:
     report_path: str | None
     progress_path: str | None
     seconds: float
+    run_id: str | None = None
+    time: str | None = None
 
 
 def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -193,7 +198,7 @@ def evacuation_result(facts: EvacuationFacts, rows: list[dict[str, Any]]) -> dic
     summary = summarize(rows, facts.seconds)
     report_rows = [{key: value for key, value in row.items() if key != "details"} for row in rows]
     report = {"source_name": facts.source_name, "source_uri": facts.source_uri, "check_mode": facts.check_mode,
-              "summary": summary, "vms": report_rows}
+              "summary": summary, "vms": report_rows, "run_id": facts.run_id, "time": facts.time}
     message = failure_message(rows, facts.check_mode)
     return {
         # a plan that would fail changes nothing: the run it predicts is refused
@@ -242,10 +247,20 @@ def done_message(rows: list[dict[str, Any]], check_mode: bool) -> str:
     return "{} guest(s) {}".format(len(rows), "planned" if check_mode else "handled")
 
 
-def write_report(result: dict[str, Any], path: str, report_format: str) -> dict[str, Any]:
-    """Write the report to ``path``; the result, with a warning (and no report_path) when that failed."""
+def write_report(result: dict[str, Any], path: str, report_format: str, run_id: str | None = None) -> dict[str, Any]:
+    """Write the report to ``path``; the result, with a warning (and no report_path) when that failed.
+
+    With ``run_id`` the run's report is kept apart (``write_kept``): ``report_path`` in the result is the run's
+    own file, and ``path`` (unless a directory) a link to the latest.
+    """
     try:
-        write_atomic(path, render_report(result["report"], report_format))
+        if run_id is None:
+            write_atomic(path, render_report(result["report"], report_format))
+        else:
+            stem = "evacuate-{}".format(result["source"]["name"])
+            extension = ".txt" if report_format == "text" else ".json"
+            own = write_kept(path, render_report(result["report"], report_format), run_id, stem, extension)
+            return {**result, "report_path": own}
     except OSError as exc:
         return {**result, "report_path": None,
                 "warnings": [*result["warnings"], f"cannot write the report {path}: {exc}"]}

@@ -27,6 +27,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    AuditTrail,
+    MoveTrail,
+    downtime_of,
+    iso_utc,
+    option_flags,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    new_run_id as new_evacuation_run_id,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
@@ -72,6 +82,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcom
     GuestOutcome,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
+    LIVE,
     OFFLINE,
     STAY,
     Assignment,
@@ -120,6 +131,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.run imp
     run_migration,
 )
 
+AUDIT_ACTION = "evacuate"
 MigrateGuest = Callable[[MigrationRequest, bool], Mapping[str, Any]]
 """(request, check_mode) -> the migrate result; raises MigrationError."""
 
@@ -139,6 +151,7 @@ class EvacuationEnvironment:
     lock_path: str | None = None
     on_progress: OnSnapshot | None = None
     migrate_guest: MigrateGuest | None = None
+    wall_clock: Callable[[], float] = time.time
 
     def migrator(self) -> MigrateGuest:
         if self.migrate_guest is not None:
@@ -155,6 +168,7 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
     sources = validate_options(options, env.resolves_locally)
     followed = plan_to_follow(options, check_mode)
     warnings: list[str] = []
+    trail = AuditTrail(None if check_mode else options.audit_log, new_evacuation_run_id(env.wall_clock), env.wall_clock)
 
     def waiting(line: str) -> None:
         warning = publish_waiting(line, options.uri, progress_file(options, check_mode), env.on_progress)
@@ -172,10 +186,10 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
             plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
         else:
             placer, plan, arrived = follow_plan(options, followed, discovery, env.connect)
-        rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings)
+        rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings, trail)
         rows += [arrived_row(guest, discovery.source_name) for guest in arrived]
         rows += [left_row(entry, discovery.source_name) for entry in discovery.left]
-        result = result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3))
+        result = result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3), trail)
         return with_plan_file(result, options, check_mode, discovery, plan, followed)
 
 
@@ -228,10 +242,12 @@ def progress_file(options: EvacuationOptions, check_mode: bool) -> str | None:
 
 
 def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationEnvironment, source_name: str,
-                  plan: PlacementPlan, placer: Placer, warnings: list[str]) -> list[dict[str, Any]]:
+                  plan: PlacementPlan, placer: Placer, warnings: list[str],
+                  trail: AuditTrail | None = None) -> list[dict[str, Any]]:
     """Check, refuse or migrate the planned guests while their progress is published; returns their rows."""
     progress = Progress(source_name, options.uri, check_mode, done_states=MOVED_RESULTS, problem_states=PROBLEM_RESULTS)
-    ledger = GuestLedger(source_name, plan, progress, warnings)
+    ledger = GuestLedger(source_name, plan, progress, warnings, trail and MoveTrail(trail, AUDIT_ACTION),
+                         lambda item: request_flags(options, item.destination, item.guest.mode))
     writer = ProgressWriter(ledger.progress, progress_file(options, check_mode), options.progress_interval,
                             options.uri, env.connect, env.on_progress)
     writer.start()
@@ -340,7 +356,11 @@ def reroute_after_loss(failed: Assignment, outcome: GuestOutcome, queue: list[As
 class GuestLedger:
     """Each planned guest's row and progress entry, and the run's warnings; the workers write here."""
 
-    def __init__(self, source_name: str, plan: PlacementPlan, progress: Progress, warnings: list[str]) -> None:
+    def __init__(self, source_name: str, plan: PlacementPlan, progress: Progress, warnings: list[str],
+                 moves: MoveTrail | None = None, flags_of: Callable[[Assignment], tuple[str, ...]] | None = None) -> None:
+        self.moves = moves
+        self.flags_of = flags_of or (lambda item: ())
+        self.source_name = source_name
         self.progress = progress
         self.warnings = warnings
         self.lock = threading.Lock()
@@ -358,6 +378,8 @@ class GuestLedger:
         return list(self.by_uuid.values())
 
     def started(self, item: Assignment) -> None:
+        if self.moves is not None:
+            self.moves.started(item.guest.uuid)
         self.progress.update(item.guest.uuid, state=MIGRATING)
 
     def finish(self, item: Assignment, outcome: GuestOutcome) -> None:
@@ -367,6 +389,19 @@ class GuestLedger:
                                  for warning in outcome.migration.get("warnings") or [])
         self.progress.update(item.guest.uuid, state=outcome.result,
                              percent=100 if outcome.result in (MIGRATED, FINISHED) else None)
+        self.audit_move(item, outcome)
+
+    def audit_move(self, item: Assignment, outcome: GuestOutcome) -> None:
+        """The audit record of a move that started (its start and end bound the time the guest was on both hosts)."""
+        if self.moves is None:
+            return
+        warning = self.moves.finished(
+            item.guest.uuid, outcome.result, guest_name=item.guest.name, source=self.source_name,
+            destination=item.destination, flags=self.flags_of(item),
+            downtime_ms=downtime_of(outcome.migration), message=outcome.message)
+        if warning:
+            with self.lock:
+                self.warnings.append(warning)
 
     def re_placed(self, item: Assignment, lost: str, why: str) -> bool:
         """Record ``item`` placed again after ``lost`` was lost; True when it has a new destination."""
@@ -394,11 +429,37 @@ def left_row(entry: LeftGuest, source_name: str) -> dict[str, Any]:
 
 
 def result_of(options: EvacuationOptions, check_mode: bool, discovery: Discovery, plan: PlacementPlan,
-              rows: list[dict[str, Any]], warnings: list[str], seconds: float) -> dict[str, Any]:
+              rows: list[dict[str, Any]], warnings: list[str], seconds: float,
+              trail: AuditTrail | None = None) -> dict[str, Any]:
+    run_id = trail.run_id if trail else None
     facts = EvacuationFacts(source_name=discovery.source_name, source_uri=options.uri, check_mode=check_mode,
                             plan=plan, filtered=discovery.filtered, warnings=warnings,
-                            report_path=options.report_path, progress_path=options.progress_path, seconds=seconds)
+                            report_path=options.report_path, progress_path=options.progress_path, seconds=seconds,
+                            run_id=run_id, time=iso_utc(trail.clock()) if trail else None)
     result = evacuation_result(facts, rows)
     if options.report_path and not check_mode:
-        result = write_report(result, options.report_path, options.report_format)
-    return result
+        result = write_report(result, options.report_path, options.report_format, run_id)
+    return audited_summary(result, trail, options, discovery.source_name, seconds) if trail else result
+
+
+def request_flags(options: EvacuationOptions, destination: str | None, mode: str) -> tuple[str, ...]:
+    """The names of the migration options a guest sent to ``destination`` (None: the first) in ``mode`` moves with."""
+    spec = options.destination_named(destination) if destination else options.destinations[0]
+    return option_flags(vars(options.template_request(spec, mode)))
+
+
+def audited_summary(result: dict[str, Any], trail: AuditTrail, options: EvacuationOptions, source_name: str,
+                    seconds: float) -> dict[str, Any]:
+    """The run's summary line in the audit log (not in check mode), and ``run_id``/``audit_log`` in the result."""
+    written = None
+    if trail.path:
+        summary = result["summary"]
+        record = trail.record(AUDIT_ACTION, trail.clock() - seconds, "failed" if result["failed"] else "succeeded",
+                              source=source_name, flags=request_flags(options, None, LIVE),
+                              message="{}; {} changed, {} problem(s)".format(result["msg"], summary["changed"],
+                                                                             summary["problems"]))
+        warning = trail.append(record)
+        written = None if warning else trail.path
+        if warning:
+            result = {**result, "warnings": [*result["warnings"], warning]}
+    return {**result, "run_id": trail.run_id, "audit_log": written}

@@ -208,3 +208,15 @@ def test_trail_times_a_record_and_appends_it(tmp_path):
     assert audit.AuditTrail("", "R2").written_to is None
     assert audit.downtime_of({"stats": {"downtime": 12}}) == 12
     assert audit.downtime_of({}) is None
+
+
+def test_move_trail_records_started_moves_only(tmp_path):
+    moments = iter([1.0, 2.0, 5.0, 6.0, 7.0]).__next__
+    path = tmp_path / "a.jsonl"
+    moves = audit.MoveTrail(audit.AuditTrail(str(path), "R1", clock=moments), "evacuate")
+    moves.started("u1")
+    assert moves.finished("u1", "migrated", guest_name="vm1", source="hv1", destination="hv2") is None
+    assert moves.finished("u2", "not_started", guest_name="vm2") is None  # never started: no record
+    (record,) = read_audit(str(path))
+    assert (record["guest_uuid"], record["started_at"], record["finished_at"]) == (
+        "u1", "1970-01-01T00:00:01.000Z", "1970-01-01T00:00:02.000Z")

@@ -12,6 +12,9 @@ from dataclasses import dataclass, replace
 import fake_libvirt as lv
 import pytest
 from ansible_collections.virtops.migration.plugins.module_utils._common import (
+    audit,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._common import (
     errors as _errors,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -515,7 +518,10 @@ def test_report_written_as_json_and_as_text(hosts, tmp_path):
     text = text_path.read_text()
     assert text.startswith("Evacuation of hv1 (qemu:///system)\n")
     assert "huge: fits nowhere" in text
-    assert sorted(os.listdir(tmp_path)) == ["report.json", "report.txt"]
+    assert text.splitlines()[-1].startswith("Run ") or "Run " in text
+    kept = sorted(os.listdir(tmp_path))
+    assert len(kept) == 4 and {"report.json", "report.txt"} < set(kept)  # each run's own file, and the links
+    assert os.path.basename(result["report_path"]) in kept and result["report"]["run_id"] == result["run_id"]
 
 
 def test_report_table_rendering():
@@ -812,3 +818,95 @@ def test_a_crashed_worker_is_raised_with_its_traceback_after_the_others_are_mark
     assert last["finished"] is True
     assert sorted(vm["state"] for vm in last["vms"]) == ["migrating", "not_started", "not_started"]
     assert [method for _host, method, _args in hosts.mutations] == ["setMetadata"]  # the first guest's origin only
+
+
+# ---------------------------------------------------------------------------
+# The audit log and reports kept per run
+
+
+def audit_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_each_move_and_the_run_are_audited(hosts, tmp_path):
+    six_guests(hosts)
+    log = tmp_path / "audit.jsonl"
+    result = evacuation(hosts, audit_log=str(log), tls=False, bandwidth=100).run()
+    assert result["failed"] is False and result["audit_log"] == str(log)
+    records = audit_lines(log)
+    moves, (summary,) = records[:-1], records[-1:]
+    assert sorted(record["guest_name"] for record in moves) == sorted(SIZES)
+    assert {record["run_id"] for record in records} == {result["run_id"]}
+    assert {(record["action"], record["result"], record["source"]) for record in moves} == {
+        ("evacuate", "migrated", "hv1")}
+    for record in moves:
+        row = rows(result)[record["guest_name"]]
+        assert (record["destination"], record["guest_uuid"]) == (row["to"], row["uuid"])
+        assert record["started_at"] <= record["finished_at"]
+        assert record["flags"] == ["live", "persistent", "undefine_source", "p2p", "bandwidth"]
+    assert (summary["guest_name"], summary["result"]) == (None, "succeeded")
+    assert summary["finished_at"] >= max(record["finished_at"] for record in moves)
+
+
+def test_moves_bound_the_time_each_guest_could_be_on_both_hosts(hosts, tmp_path):
+    for name in ("a1", "a2", "a3"):
+        add_guest(hosts, name, 512, ticks=5)
+    moments = []
+    log = tmp_path / "audit.jsonl"
+
+    def migrate(request, check):
+        moments.append(("start", request.name, time.time()))
+        try:
+            return world_migration(hosts)(request, check)
+        finally:
+            moments.append(("end", request.name, time.time()))
+
+    evacuation(hosts, audit_log=str(log), max_parallel=2).using(migrate_guest=migrate).run()
+    by_name = {record["guest_name"]: record for record in audit_lines(log) if record["guest_name"]}
+    for kind, name, moment in moments:
+        record = by_name[name]
+        assert record["started_at"] <= audit.iso_utc(moment) <= record["finished_at"], (kind, name)
+
+
+def test_check_mode_and_an_empty_audit_log_write_nothing(hosts, tmp_path):
+    six_guests(hosts)
+    log = tmp_path / "audit.jsonl"
+    planned = evacuation(hosts, check_mode=True, audit_log=str(log)).run()
+    assert planned["audit_log"] is None and planned["run_id"] and not log.exists()
+    moved = evacuation(hosts, audit_log="").run()
+    assert moved["audit_log"] is None and not log.exists()
+
+
+def test_a_failed_move_is_audited(hosts, tmp_path):
+    six_guests(hosts)
+    log = tmp_path / "audit.jsonl"
+
+    def failing(request, check):
+        raise _errors.MigrationFailed("migrate", "the job was aborted", domain=request.name)
+
+    result = evacuation(hosts, audit_log=str(log), max_parallel=1, on_failure="stop").using(
+        migrate_guest=failing).run()
+    records = audit_lines(log)
+    assert [record["result"] for record in records] == ["failed", "failed"]
+    assert records[0]["message"].startswith("migrate failed")
+    assert records[-1]["guest_name"] is None and result["failed"] is True
+
+
+def test_reports_are_kept_per_run_in_a_directory(hosts, tmp_path):
+    six_guests(hosts)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    first = evacuation(hosts, report_path=str(reports), report_format="text").run()
+    second = evacuation(hosts, report_path=str(reports), report_format="text").run()
+    assert first["report_path"] != second["report_path"]
+    assert sorted(os.listdir(reports)) == sorted(
+        os.path.basename(result["report_path"]) for result in (first, second))
+    assert os.path.basename(first["report_path"]) == "evacuate-hv1-{}.txt".format(first["run_id"])
+    assert "Run {}".format(second["run_id"]) in (reports / os.path.basename(second["report_path"])).read_text()
+
+
+def test_module_returns_the_run_and_writes_the_default_audit_log(module_world, capsys, private_audit_log):
+    add_guest(module_world, "web1", 512)
+    code, result = run_module(MODULE_ARGS, capsys)
+    assert code == 0 and result["audit_log"] == str(private_audit_log)
+    assert [record["guest_name"] for record in audit_lines(private_audit_log)] == ["web1", None]
