@@ -21,6 +21,7 @@ requirements:
   - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
 extends_documentation_fragment:
   - virtops.migration._connection.source
+  - virtops.migration._audit
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -164,6 +165,20 @@ message:
   returned: when O(operation=abort) found no job
   type: str
   sample: no migration job was running
+run_id:
+  description: This run's id (UTC time and a random part); the audit log's record of the run carries it.
+  returned: always
+  type: str
+  sample: 20261201T143901Z-1a2b3c4d
+audit_log:
+  description:
+    - The audit log this run's record was appended to (see O(audit_log)). V(abort), V(postcopy) and V(tune) that
+      changed something or failed trying are recorded, their action the operation; V(info) never is.
+    - V(null) when none was written (the log is off, check mode, nothing changed, or the log could not be
+      written, which is a warning).
+  returned: always
+  type: str
+  sample: /var/log/virtops-migration/audit.jsonl
 error:
   description: The failure, broken down (kind, operation, message, domain, URIs, libvirt's text and error code, hint).
   returned: failure
@@ -174,8 +189,15 @@ error:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    AuditTrail,
+    new_run_id,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._common.results import (
+    emit_warnings,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._job.argspec import (
     MIGRATION_JOB_REQUIRED_ONE_OF,
@@ -184,6 +206,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._job.argspec imp
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     JobController,
     JobRequest,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._job.record import (
+    run_recorded_job,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.dependency import (
     HAS_LIBVIRT,
@@ -201,9 +226,14 @@ def main() -> None:
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
     try:
-        result = JobController(JobRequest.from_params(module.params), check_mode=module.check_mode).run()
+        request = JobRequest.from_params(module.params)
+        trail = AuditTrail(module.params["audit_log"], new_run_id())
+        result = run_recorded_job(request, module.check_mode, trail,
+                                  JobController(request, check_mode=module.check_mode).run)
     except MigrationError as error:
-        module.fail_json(msg=str(error), **error.to_result())
+        failure = emit_warnings(module, error.to_result())
+        module.fail_json(msg=str(error), **failure)
+    emit_warnings(module, result)
     if not module._diff:
         result.pop("diff", None)
     module.exit_json(**result)

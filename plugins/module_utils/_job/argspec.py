@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    audit_log_argument_spec,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._job.operations import (
     OPERATIONS,
     JobRequest,
@@ -36,6 +39,7 @@ def migration_job_argument_spec() -> dict[str, Any]:
         "bandwidth": {"type": "int"},
         "wait_timeout": {"type": "float", "default": defaults.wait_timeout},
     })
+    spec.update(audit_log_argument_spec())
     return spec
 
 
