@@ -190,6 +190,7 @@ molecule: setup
 
 # Benchmarks on a lab of their own (BENCH_LAB), bootstrapped by the collection, taken down after.
 bench: setup
+	$(PY) tests/bench/placement_scale.py --out $(BENCH_OUT)
 	status=0; VIRTOPS_LAB_SUBNET=$(BENCH_SUBNET) $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
 	$(LAB) down --name $(BENCH_LAB); exit $$status
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -45,6 +46,7 @@ PIN_POLICIES = (SKIP, SHUTDOWN, BLOCK)
 CONSTRAINT_KEYS = ("anti_affinity", "affinity", "pinned", "priority", "require_labels")
 
 
+@lru_cache(maxsize=4096)
 def short_host(name: str) -> str:
     """A host's short name, lower case (``hv2.example.com`` -> ``hv2``)."""
     return name.split(".", 1)[0].lower()
@@ -269,7 +271,7 @@ def guest_constraints(name: str, metadata: Any = None, options: ConstraintOption
     union (the task option's mode wins for a group named in both).
     """
     options = options or ConstraintOptions()
-    anti = {group: mode for group, mode in getattr(metadata, "anti_affinity", ())}
+    anti = dict(getattr(metadata, "anti_affinity", ()))
     anti.update({group: mode for group, guests, mode in options.anti_affinity if name in guests})
     affinity = set(getattr(metadata, "affinity", ()))
     affinity.update(group for group, guests in options.affinity if name in guests)
@@ -291,10 +293,12 @@ class GuestLike(Protocol):
     constraints: GuestConstraints
 
     @property
-    def source(self) -> str | None: ...
+    def source(self) -> str | None:
+        ...
 
     @property
-    def needs_kib(self) -> int: ...
+    def needs_kib(self) -> int:
+        ...
 
 
 class HostLike(Protocol):
@@ -304,7 +308,8 @@ class HostLike(Protocol):
     residents: Sequence[Resident]
 
     @property
-    def usable_kib(self) -> int: ...
+    def usable_kib(self) -> int:
+        ...
 
 
 @dataclass(frozen=True)
@@ -418,16 +423,22 @@ def _unit_fits_nowhere(unit: Sequence[GuestLike], hosts: Sequence[HostLike]) -> 
 def _crowded_groups(units: Sequence[Sequence[GuestLike]], hosts: Sequence[HostLike]) -> list[ConstraintProblem]:
     """Hard anti-affinity groups with more units to place than hosts without a member of the group."""
     problems = []
-    hard = sorted({group for unit in units for guest in unit for group in guest.constraints.hard_groups})
-    for group in hard:
-        placing = [unit for unit in units if any(group in guest.constraints.hard_groups for guest in unit)]
-        free = [host for host in hosts
-                if not any(group in resident.constraints.groups for resident in host.residents)]
-        if len(placing) > len(free):
-            names = tuple(sorted(guest.name for unit in placing for guest in unit if group in guest.constraints.groups))
+    placing: dict[str, list[Sequence[GuestLike]]] = {}
+    for unit in units:
+        for group in sorted({group for guest in unit for group in guest.constraints.hard_groups}):
+            placing.setdefault(group, []).append(unit)
+    holding: dict[str, int] = {}  # group -> usable hosts with a resident member
+    for host in hosts:
+        for group in {group for resident in host.residents for group in resident.constraints.groups}:
+            holding[group] = holding.get(group, 0) + 1
+    for group in sorted(placing):
+        free = len(hosts) - holding.get(group, 0)
+        if len(placing[group]) > free:
+            names = tuple(sorted(guest.name for unit in placing[group] for guest in unit
+                                 if group in guest.constraints.groups))
             problems.append(ConstraintProblem(
                 f"anti-affinity group {group} (hard)", names,
-                f"{len(placing)} member(s) to place need as many hosts, {len(free)} usable destination(s) "
+                f"{len(placing[group])} member(s) to place need as many hosts, {free} usable destination(s) "
                 f"hold no member of the group"))
     return problems
 

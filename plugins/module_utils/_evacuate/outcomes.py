@@ -12,11 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible_collections.virtops.migration.plugins.module_utils._common.progress import (  # noqa: F401 - part of this vocabulary
-    MIGRATING,
-    QUEUED,
-)
-
 # Per-guest results.
 MIGRATED = "migrated"
 FINISHED = "finished"
@@ -27,7 +22,7 @@ NOT_STARTED = "not_started"
 LEFT = "left"
 PLANNED = "planned"
 WOULD_FAIL = "would_fail"
-# Progress-only states: QUEUED and MIGRATING (imported above from the shared progress writer).
+# Progress-only states: QUEUED and MIGRATING (in _common/progress.py, the shared progress writer).
 
 PROBLEM_RESULTS = (FAILED, UNPLACEABLE, NOT_STARTED, WOULD_FAIL)
 MOVED_RESULTS = (MIGRATED, FINISHED, UNCHANGED)

@@ -156,6 +156,9 @@ class CpuVerdict:
         return self.status != CPU_FAILED
 
 
+NOT_COMPARED = CpuVerdict(CPU_SKIPPED, "not compared")
+
+
 @dataclass
 class Assignment:
     """Where one guest goes, and why (``why``: the same in numbers and lists, for plans and reports)."""
@@ -288,7 +291,7 @@ class Placer:
         return self.by_name.get(name)
 
     def cpu_of(self, guest: GuestToMove, dest: str) -> CpuVerdict:
-        return self.cpu_verdicts.get((guest.uuid, dest), CpuVerdict(CPU_SKIPPED, "not compared"))
+        return self.cpu_verdicts.get((guest.uuid, dest)) or NOT_COMPARED
 
     def plan(self, guests: list[GuestToMove]) -> PlacementPlan:
         moving = [guest for guest in guests if guest.constraints.movable or guest.pinned_to is not None]

@@ -41,6 +41,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
     MigrationError,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.progress import (
+    MIGRATING,
+    QUEUED,
     OnSnapshot,
     Progress,
     ProgressWriter,
@@ -70,12 +72,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcom
     FINISHED,
     LEFT,
     MIGRATED,
-    MIGRATING,
     MOVED_RESULTS,
     NOT_STARTED,
     PLANNED,
     PROBLEM_RESULTS,
-    QUEUED,
     UNCHANGED,
     UNPLACEABLE,
     WOULD_FAIL,
