@@ -58,10 +58,12 @@ REQUIRED = (
     "playbooks/bootstrap.yml",
     "playbooks/migrate.yml",
     "playbooks/evacuate.yml",
+    "playbooks/restore.yml",
     "plugins/modules/migrate.py",
     "plugins/modules/migration_job.py",
     "plugins/modules/evacuate.py",
     "plugins/modules/guest_placement.py",
+    "plugins/modules/restore.py",
 )
 
 

@@ -122,15 +122,16 @@ class EvacuationOptions:
         return replace(self.template_request(self.destination_named(destination), mode), name=name, uuid=uuid)
 
 
-def parse_destinations(items: list[Any]) -> list[DestinationSpec]:
-    """``destinations`` entries: a URI, or a dict with uri (and name, migrate_uri, tls_destination)."""
-    specs = [destination_spec(item, f"destinations[{index}]") for index, item in enumerate(items)]
+def parse_destinations(items: list[Any], option: str = "destinations") -> list[DestinationSpec]:
+    """``destinations`` entries (or those of ``option``, a list of hosts of the same shape): a URI, or a dict
+    with uri (and name, migrate_uri, tls_destination)."""
+    specs = [destination_spec(item, f"{option}[{index}]") for index, item in enumerate(items)]
     for attribute in ("name", "uri"):
         seen: set[str] = set()
         for spec in specs:
             value = getattr(spec, attribute).lower()
             if value in seen:
-                raise ValidationError("validate destinations", f"destination {attribute} {getattr(spec, attribute)!r} is listed twice")
+                raise ValidationError(f"validate {option}", f"{option} entry {attribute} {getattr(spec, attribute)!r} is listed twice")
             seen.add(value)
     return specs
 
@@ -209,9 +210,9 @@ def own_option_problems(options: EvacuationOptions) -> Iterator[ValidationError]
                      "with stopped_guests")
     if not options.include:
         yield refuse("include is empty: nothing would be evacuated", "use include: ['*'] for every guest")
-
     for problem in constraint_option_problems(options.constraints) + host_label_problems(options.host_labels):
         yield refuse(problem, "see the constraints and host_labels options of the evacuate module")
+
 
 def selected(name: str, include: list[str], exclude: list[str]) -> bool:
     """fnmatch (case-sensitive, like libvirt names) on include, then exclude."""

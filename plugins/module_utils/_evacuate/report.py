@@ -93,7 +93,8 @@ def render_text(report: Mapping[str, Any]) -> str:
     summary = report.get("summary", {})
     rows = report.get("vms", [])
     mode = " - CHECK MODE, nothing moved" if report.get("check_mode") else ""
-    heading = "Evacuation of {} ({}){}".format(report.get("source_name") or "?", report.get("source_uri") or "?", mode)
+    heading = "{} of {} ({}){}".format(report.get("operation") or "Evacuation", report.get("source_name") or "?",
+                                       report.get("source_uri") or "?", mode)
     lines = [heading, "=" * len(heading), ""]
     lines += render_table(rows) if rows else ["(no guests to move: the host is empty)"]
     lines.append("")
@@ -223,9 +224,10 @@ def evacuation_result(facts: EvacuationFacts, rows: list[dict[str, Any]]) -> dic
 
 
 def placement(rows: list[dict[str, Any]], source_name: str) -> dict[str, dict[str, str | None]]:
-    """Each guest's host before and after (a guest not moved stays on the source)."""
-    return {"before": {row["name"]: source_name for row in rows},
-            "after": {row["name"]: row["to"] if row["result"] in ON_DESTINATION_RESULTS else source_name
+    """Each guest's host before and after (a guest not moved stays where its row says it was, by default the source)."""
+    before = {row["name"]: row.get("from") or source_name for row in rows}
+    return {"before": before,
+            "after": {row["name"]: row["to"] if row["result"] in ON_DESTINATION_RESULTS else before[row["name"]]
                       for row in rows}}
 
 
