@@ -8,8 +8,8 @@
 """A guest's placement constraints, and the sets of them no placement can satisfy.
 
 Pure: values in, values out.  The rules themselves (what each constraint means,
-which source wins, what is refused) are explained once, in the repository's
-``docs/placement-constraints.md``; in short:
+which source wins, what is refused) are explained in the repository's
+``docs/placement-metadata.md`` and the evacuate module's documentation; in short:
 
 * a guest's constraints come from its own metadata (``_libvirt/metadata.py``) and from the
   evacuate task's ``constraints`` option; the task option wins field by field (pin policy,

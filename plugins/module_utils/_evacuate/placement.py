@@ -31,7 +31,7 @@ The rules, in order:
 6. A guest no destination can take is unplaceable, with the reason per
    destination (the first three, and how many more).
 
-Placement constraints (``constraints.py``; the rules in ``docs/placement-constraints.md``):
+Placement constraints (``constraints.py``; the rules in ``docs/placement-metadata.md``):
 
 7. A guest pinned to its host (pin policy skip, shutdown or block) is not placed: it stays,
    with its policy in the reason (block makes ``constraints.unsatisfiable`` refuse the run).
