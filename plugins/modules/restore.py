@@ -36,6 +36,7 @@ requirements:
   - libvirt-python (Debian C(python3-libvirt)) on the host that runs the module
 extends_documentation_fragment:
   - virtops.migration._migration_tuning
+  - virtops.migration._audit
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -150,13 +151,6 @@ options:
     type: str
     choices: [json, text]
     default: json
-  audit_log:
-    description:
-      - A JSON-lines file on the host that runs the module; one line is appended per guest moved (action
-        V(restore)) and one for the run, with the time, the user, RV(run_id), the guest's name and UUID, from,
-        to, flags, result, duration and downtime. Never holds secrets (URIs lose their user information).
-        Unset, nothing is logged. Not written in check mode.
-    type: path
   live:
     description:
       - Must stay V(true). Running guests always migrate live and stopped guests offline.

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
+    audit_log_argument_spec,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.argspec import (
     source_connection_argument_spec,
 )
@@ -32,6 +35,7 @@ def restore_argument_spec() -> dict[str, Any]:
     defaults = RestoreOptions(search=[])
     spec = source_connection_argument_spec()
     spec.update(migration_tuning_argument_spec())
+    spec.update(audit_log_argument_spec())
     spec.update({
         "dest_uri": {"type": "str"},
         "migrate_uri": {"type": "str"},
@@ -47,7 +51,6 @@ def restore_argument_spec() -> dict[str, Any]:
         "lock_timeout": {"type": "float", "default": defaults.lock_timeout},
         "report_path": {"type": "path"},
         "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
-        "audit_log": {"type": "path"},
         "labels": {"type": "dict", "default": {}},
     })
     return spec
