@@ -179,13 +179,16 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
         if lock.warning:
             warnings.append(lock.warning)
         discovery = discover(options, sources, env.connect)
-        refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
         arrived: tuple[PlannedGuest, ...] = ()
         if followed is None:
+            refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
             placer = Placer(discovery.destinations, discovery.cpu_verdicts)
             plan = hold_back(placer.plan(discovery.guests), discovery.conflicts)
         else:
+            # Drift first: a plan's destination now in maintenance is named as such, not only as the
+            # constraint it leaves without a host.
             placer, plan, arrived = follow_plan(options, followed, discovery, env.connect)
+            refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
         rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings, trail)
         rows += [arrived_row(guest, discovery.source_name) for guest in arrived]
         rows += [left_row(entry, discovery.source_name) for entry in discovery.left]
