@@ -522,12 +522,8 @@ error:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
-    MigrationError,
-)
 from ansible_collections.virtops.migration.plugins.module_utils._common.results import (
-    emit_warnings,
-    placement_diff,
+    finish_placement_run,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.argspec import (
     evacuate_argument_spec,
@@ -549,18 +545,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=evacuate_argument_spec(), supports_check_mode=True)
     if not HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(LIBVIRT_LIBRARY_NAME), exception=LIBVIRT_IMPORT_ERROR)
-    try:
-        options = EvacuationOptions.from_params(module.params)
-        result = run_evacuation(options, check_mode=module.check_mode)
-    except MigrationError as error:
-        failure = emit_warnings(module, error.to_result())
-        module.fail_json(msg=str(error), changed=False, **failure)
-    emit_warnings(module, result)
-    if module._diff:
-        result["diff"] = placement_diff(result)
-    if result.pop("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    finish_placement_run(module, lambda: run_evacuation(EvacuationOptions.from_params(module.params), check_mode=module.check_mode))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
+    MigrationError,
+)
 
 
 def emit_warnings(module: Any, result: dict[str, Any]) -> dict[str, Any]:
@@ -25,3 +30,22 @@ def emit_warnings(module: Any, result: dict[str, Any]) -> dict[str, Any]:
 def placement_diff(result: dict[str, Any]) -> dict[str, Any]:
     """The before/after placement of the guests, as Ansible's diff mode shows it."""
     return {"before": result["placement"]["before"], "after": result["placement"]["after"]}
+
+
+def finish_placement_run(module: Any, run: Callable[[], dict[str, Any]]) -> None:
+    """Run a module that moves guests by placement (evacuate, restore) and hand its result to Ansible.
+
+    ``run`` returns the result (``failed`` set when not every guest was handled) or raises
+    MigrationError for a failure before any guest was handled.
+    """
+    try:
+        result = run()
+    except MigrationError as error:
+        failure = emit_warnings(module, error.to_result())
+        module.fail_json(msg=str(error), changed=False, **failure)
+    emit_warnings(module, result)
+    if module._diff:
+        result["diff"] = placement_diff(result)
+    if result.pop("failed"):
+        module.fail_json(**result)
+    module.exit_json(**result)
