@@ -212,6 +212,15 @@ run_id:
   returned: success, and when a guest did not come home
   type: str
   sample: 20261201T143901Z-1a2b3c4d
+audit_log:
+  description:
+    - The audit log the run's records were appended to (see O(audit_log)). It holds one record per guest
+      move tried (action C(restore); its C(started_at) and C(finished_at) bound the time the guest could
+      be on both hosts; C(source) and C(destination) are host names) and one summary record (no guest).
+    - Null when none was written (the log is off, check mode, or it could not be written, which is a warning).
+  returned: success, and when a guest did not come home
+  type: str
+  sample: /var/log/virtops-migration/audit.jsonl
 host:
   description: The restored host, its name as libvirt reports it, its URIs and its host UUID.
   returned: success, and when a guest did not come home

@@ -399,7 +399,8 @@ class GuestLedger:
         if self.moves is None:
             return
         warning = self.moves.finished(
-            item.guest.uuid, outcome.result, guest_name=item.guest.name, source=self.source_name,
+            item.guest.uuid, outcome.result, guest_name=item.guest.name,
+            source=self.by_uuid[item.guest.uuid].get("from") or self.source_name,
             destination=item.destination, flags=self.flags_of(item),
             downtime_ms=downtime_of(outcome.migration), message=outcome.message)
         if warning:

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
-    AuditRecord,
-    append_audit,
-    iso_utc,
+    AuditTrail,
+    MoveTrail,
     new_run_id,
+    option_flags,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
@@ -52,11 +52,11 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constr
     unsatisfiable,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
-    FAILED,
     LEFT,
     UNCHANGED,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
+    Assignment,
     PlacementPlan,
     Placer,
     hold_back,
@@ -72,7 +72,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run im
     GuestLedger,
     MigrateGuest,
     move_guests,
-    result_of_migration,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     close_quietly,
@@ -138,19 +137,16 @@ class RestoreRun:
     options: RestoreOptions
     check_mode: bool
     env: RestoreEnvironment
-    run_id: str
+    trail: AuditTrail
+
+    @property
+    def run_id(self) -> str:
+        return self.trail.run_id
 
     @property
     def progress_path(self) -> str | None:
         """Where progress is written: nowhere in check mode."""
         return None if self.check_mode else self.options.progress_path
-
-    def audit(self, record: AuditRecord, warnings: list[str]) -> None:
-        if self.check_mode:
-            return
-        warning = append_audit(self.options.audit_log, record)
-        if warning:
-            warnings.append(warning)
 
 
 def run_restore(options: RestoreOptions, check_mode: bool = False,
@@ -159,7 +155,8 @@ def run_restore(options: RestoreOptions, check_mode: bool = False,
     env = environment or RestoreEnvironment()
     started, wall_started = env.clock(), env.wall_clock()
     validate_options(options, env.resolves_locally)
-    run = RestoreRun(options, check_mode, env, new_run_id(env.wall_clock))
+    trail = AuditTrail(None if check_mode else options.audit_log, new_run_id(env.wall_clock), env.wall_clock)
+    run = RestoreRun(options, check_mode, env, trail)
     warnings: list[str] = []
 
     def waiting(line: str) -> None:
@@ -179,8 +176,7 @@ def run_restore(options: RestoreOptions, check_mode: bool = False,
         rows += [home_row(run, guest, discovery, warnings) for guest in discovery.home]
         rows += [staying_row(guest) for guest in discovery.staying]
         result = result_of(run, discovery, plan, rows, warnings, round(env.clock() - started, 3))
-    run.audit(summary_record(run, result, wall_started), result["warnings"])
-    return result
+    return audited_summary(result, run, wall_started)
 
 
 # -- moving the guests home -------------------------------------------------------
@@ -190,12 +186,13 @@ def bring_home(run: RestoreRun, discovery: RestoreDiscovery, plan: PlacementPlan
                warnings: list[str]) -> list[dict[str, Any]]:
     """Check or migrate the placed guests with the evacuation's move loop while progress is published."""
     options = run.options.holding(discovery.sources)
-    ledger = RestoreLedger(discovery, plan, Progress(discovery.host.name, options.uri, run.check_mode), warnings)
+    ledger = RestoreLedger(discovery, plan, Progress(discovery.host.name, options.uri, run.check_mode), warnings,
+                           MoveTrail(run.trail, ACTION), lambda item: restore_flags(options, item))
     writer = SourcesProgressWriter(ledger.progress, run.progress_path, options.progress_interval, options.sources,
                                    run.env.connect, run.env.on_progress)
     writer.start()
     try:
-        end = move_guests(options, run.check_mode, plan, placer, ledger, homecoming(run, warnings))
+        end = move_guests(options, run.check_mode, plan, placer, ledger, homecoming(run))
     finally:
         ledger.progress.finish()
         warnings.extend(f"progress: {text}" for text in writer.stop())
@@ -208,35 +205,35 @@ class RestoreLedger(GuestLedger):
     """The evacuation's ledger, each row naming the search host its guest comes from."""
 
     def __init__(self, discovery: RestoreDiscovery, plan: PlacementPlan, progress: Progress,
-                 warnings: list[str]) -> None:
-        super().__init__(discovery.host.name, plan, progress, warnings)
+                 warnings: list[str], moves: MoveTrail, flags_of: Callable[[Assignment], tuple[str, ...]]) -> None:
+        super().__init__(discovery.host.name, plan, progress, warnings, moves, flags_of)
         for uuid, row in self.by_uuid.items():
             holder = discovery.holders.get(uuid)
             if holder is not None:
                 row["from"] = holder.name
 
 
-def homecoming(run: RestoreRun, warnings: list[str]) -> MigrateGuest:
-    """The migrate code path for one guest, then (once it is home) its origin record cleared and the move audited."""
+def homecoming(run: RestoreRun) -> MigrateGuest:
+    """The migrate code path for one guest, then (once it is home) its origin record cleared.
+
+    The ledger audits the move (``MoveTrail``), as the evacuation's does.
+    """
     migrate = run.env.migrator()
 
     def move(request: MigrationRequest, check_mode: bool) -> Mapping[str, Any]:
-        started = run.env.wall_clock()
-        try:
-            result = dict(migrate(request, check_mode))
-        except MigrationError as error:
-            run.audit(guest_record(run, request, started, FAILED, {}, str(error)), warnings)
-            raise
+        result = dict(migrate(request, check_mode))
         if check_mode:
             return result
         cleared = clear_origin(run.env.connect, run.options.uri, request.uuid or "")
         if cleared:
             result["warnings"] = [*(result.get("warnings") or []), cleared]
-        outcome = result_of_migration(result, False)
-        if outcome != UNCHANGED:
-            run.audit(guest_record(run, request, started, outcome, result, result.get("explanation")), warnings)
         return result
     return move
+
+
+def restore_flags(options: RestoreOptions, item: Assignment) -> tuple[str, ...]:
+    """The names of the migration options ``item``'s guest comes home with (for its audit record)."""
+    return option_flags(vars(options.template_request(options.sources[item.guest.uuid], item.guest.mode)))
 
 
 def clear_origin(connect: Callable[..., Any], uri: str, uuid: str) -> str | None:
@@ -341,22 +338,16 @@ def result_of(run: RestoreRun, discovery: RestoreDiscovery, plan: PlacementPlan,
     return result
 
 
-def guest_record(run: RestoreRun, request: MigrationRequest, started: float, result: str,
-                 migration: Mapping[str, Any], message: str | None) -> AuditRecord:
-    finished = run.env.wall_clock()
-    stats = migration.get("stats") or {}
-    return AuditRecord(action=ACTION, run_id=run.run_id, guest_name=request.name, guest_uuid=request.uuid,
-                       source=request.uri, destination=request.dest_uri, flags=tuple(migration.get("flags") or ()),
-                       result=result, started_at=iso_utc(started), finished_at=iso_utc(finished),
-                       duration_s=round(finished - started, 3), downtime_ms=stats.get("downtime"), message=message)
-
-
-def summary_record(run: RestoreRun, result: Mapping[str, Any], started: float) -> AuditRecord:
-    """The run's line: its result, and the counts per result as its message."""
-    finished = run.env.wall_clock()
-    counts = ", ".join(f"{count} {name}" for name, count in result["summary"]["by_result"].items())
-    return AuditRecord(action=ACTION, run_id=run.run_id, guest_name=None, guest_uuid=None, source=None,
-                       destination=run.options.restored_uri, flags=(),
-                       result="failed" if result["failed"] else "succeeded", started_at=iso_utc(started),
-                       finished_at=iso_utc(finished), duration_s=round(finished - started, 3),
-                       message=f"{result['msg']}" + (f" ({counts})" if counts else ""))
+def audited_summary(result: dict[str, Any], run: RestoreRun, started: float) -> dict[str, Any]:
+    """The run's line in the audit log (not in check mode): its result, and the counts per result."""
+    trail, written = run.trail, None
+    if trail.path:
+        counts = ", ".join(f"{count} {name}" for name, count in result["summary"]["by_result"].items())
+        record = trail.record(ACTION, started, "failed" if result["failed"] else "succeeded",
+                              destination=result["host"]["name"],
+                              message=f"{result['msg']}" + (f" ({counts})" if counts else ""))
+        warning = trail.append(record)
+        written = None if warning else trail.path
+        if warning:
+            result = {**result, "warnings": [*result["warnings"], warning]}
+    return {**result, "audit_log": written}
