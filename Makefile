@@ -180,7 +180,7 @@ unit: setup
 integration: setup
 	collections=$$($(PY) tests/packaging/artifact.py $(INSTALLED)); \
 	status=0; VIRTOPS_LAB_NAME=$(LAB_NAME) VIRTOPS_INSTALLED_COLLECTIONS=$$collections VIRTOPS_OPERATOR_DIR=$(OPERATOR_DIR) \
-	  $(PY) -m pytest tests/integration -v -p no:cacheprovider || status=$$?; \
+	  $(PY) -m pytest tests/integration -v -p no:cacheprovider --durations=60 || status=$$?; \
 	$(LAB) down --name $(LAB_NAME); exit $$status
 
 # Every scenario on a lab of its own, MOLECULE_JOBS at a time (logs in build/molecule-logs/).
