@@ -29,6 +29,7 @@ def migrate_result(run, host):
     """The migrate module's own result as migrate.yml records it (foreground in check mode, else the background job's)."""
     return run.task(host, RESULT_TASK)["ansible_facts"]["virtops_migrate_result"]
 
+
 BOOTSECTOR_GUESTS = [
     {"name": "mt-tls", "host": SOURCE},
     {"name": "mt-keep-def", "host": SOURCE},
