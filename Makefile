@@ -31,7 +31,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 HOST_PACKAGES := systemd-container debootstrap iptables apt-cacher-ng util-linux \
                  libvirt-dev libvirt-clients pkg-config gcc openssh-client rsync git
 
-.PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration \
+.PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration integration-main integration-placement molecule-then-placement \
         molecule lab-up lab-down lab-status bench footprint clean packaging sanity-core-min docs
 
 help:
@@ -103,10 +103,11 @@ test: setup
 	$(MAKE) --no-print-directory packaging
 	$(MAKE) --no-print-directory sanity-core-min
 	$(MAKE) --no-print-directory unit
-	@# The lab integration suites and the molecule scenarios run side by side, each on labs of its
-	@# own: the integration tests mostly wait on their guests, so the two cores have room for one
-	@# molecule scenario at a time beside them.
-	$(MAKE) --no-print-directory -j2 integration molecule MOLECULE_JOBS=1
+	@# Two lanes side by side, each on labs of its own: the lab integration suites, and the
+	@# molecule scenarios (one at a time) followed by the placement lifecycle suite. The tests
+	@# mostly wait on their guests, so the two cores have room for both lanes.
+	rm -rf $(FAULT_SHARDS)
+	$(MAKE) --no-print-directory -j2 integration-main molecule-then-placement
 	@echo "make test: every level passed"
 
 lint: setup
@@ -177,11 +178,39 @@ unit: setup
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider
 
 # The lab stays up while the tests run and is taken down after them (guests use CPU).
+# $(1): the lab's name, $(2): its subnet (empty: the default one), $(3): what pytest runs,
+# $(4): more of pytest's environment.
+# The collection is the tarball, installed for that lab (build/installed/LAB).
+define lab_suite
+	collections=$$($(PY) tests/packaging/artifact.py $(REPO)/build/installed/$(1)); \
+	status=0; VIRTOPS_LAB_NAME=$(1) $(if $(2),VIRTOPS_LAB_SUBNET=$(2)) VIRTOPS_INSTALLED_COLLECTIONS=$$collections \
+	  VIRTOPS_OPERATOR_DIR=/var/tmp/virtops-operator-$(1) $(4) \
+	  $(PY) -m pytest $(3) -v -p no:cacheprovider --durations=40 || status=$$?; \
+	$(LAB) down --name $(1); exit $$status
+endef
+
+# Every lab suite on one lab.
 integration: setup
-	collections=$$($(PY) tests/packaging/artifact.py $(INSTALLED)); \
-	status=0; VIRTOPS_LAB_NAME=$(LAB_NAME) VIRTOPS_INSTALLED_COLLECTIONS=$$collections VIRTOPS_OPERATOR_DIR=$(OPERATOR_DIR) \
-	  $(PY) -m pytest tests/integration -v -p no:cacheprovider --durations=60 || status=$$?; \
-	$(LAB) down --name $(LAB_NAME); exit $$status
+	$(call lab_suite,$(LAB_NAME),,tests/integration)
+
+# make test splits them over two labs that run side by side: the placement lifecycle
+# (six guests of its own) on PLACEMENT_LAB, the rest on LAB_NAME. Both write their rows of
+# the fault-injection table to FAULT_SHARDS; the one that ends last writes the whole table.
+PLACEMENT_LAB    ?= vpl
+PLACEMENT_SUBNET ?= 10.86.0.0/24
+PLACEMENT_SUITE  := tests/integration/test_placement_lifecycle.py
+FAULT_SHARDS     := $(REPO)/build/fault-results/shards
+
+integration-main: setup
+	$(call lab_suite,$(LAB_NAME),,tests/integration --ignore=$(PLACEMENT_SUITE),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
+
+integration-placement: setup
+	$(call lab_suite,$(PLACEMENT_LAB),$(PLACEMENT_SUBNET),$(PLACEMENT_SUITE),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
+
+# The molecule scenarios, then the placement lifecycle: the second of make test's two lanes.
+molecule-then-placement: setup
+	status=0; $(MAKE) --no-print-directory molecule MOLECULE_JOBS=1 || status=$$?; \
+	$(MAKE) --no-print-directory integration-placement || status=$$?; exit $$status
 
 # Every scenario on a lab of its own, MOLECULE_JOBS at a time (logs in build/molecule-logs/).
 MOLECULE_JOBS ?= 2

@@ -12,6 +12,12 @@ uses the marker and every marked test ran, the markdown is also written to
 docs/fault-injection-results.md, the table the docs link to (a run of one file or one test
 leaves that table alone).
 
+Sessions that run side by side on labs of their own (``make test``) share one table: with
+VIRTOPS_FAULT_TABLE_SHARDS naming a directory, each session leaves its rows and the tests it
+collected there as ``<lab>.json``, and the table (and the coverage check) is the union of every
+shard in it; the session that ends last writes the complete table. ``make test`` empties the
+directory first.
+
 A check made in a fixture's teardown counts for the rows of the tests that used that fixture:
 when the teardown of a wider-scoped fixture fails (pytest reports it on whichever test ran
 last), every marked test that requested the fixture is not held; a teardown failure that names
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -33,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "build" / "fault-results"
 DOCS_TABLE = REPO / "docs" / "fault-injection-results.md"
 MARKER = "fault_table"
+SHARDS_ENV = "VIRTOPS_FAULT_TABLE_SHARDS"
 ROWS_KEY = pytest.StashKey[dict]()
 MARKED_KEY = pytest.StashKey[list]()
 FIXTURE_CODES_KEY = pytest.StashKey[dict]()  # a fixture function's code -> the fixture's name and scope
@@ -56,9 +64,9 @@ def files_using_the_marker() -> set[str]:
     return {path.name for path in here.glob("test_*.py") if f"mark.{MARKER}" in path.read_text()}
 
 
-def covers_the_whole_table(config: pytest.Config, rows: list[dict]) -> bool:
+def covers_the_whole_table(marked_tests: list[str], rows: list[dict]) -> bool:
     ran = {row["test"] for row in rows if row["held"] is not None}
-    marked = set(config.stash[MARKED_KEY])
+    marked = set(marked_tests)
     files = {nodeid.split("::", 1)[0].rsplit("/", 1)[-1] for nodeid in marked}
     return ran == marked and files == files_using_the_marker()
 
@@ -196,9 +204,30 @@ def render_markdown(rows: list[dict], machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_file(row: dict) -> str:
+    return module_of(row["test"])
+
+
+def merged_with_shards(rows: list[dict], marked: list[str]) -> tuple[list[dict], list[str]]:
+    """This session's rows and marked tests joined with those of the sessions beside it (see the docstring)."""
+    directory = os.environ.get(SHARDS_ENV)
+    if not directory:
+        return rows, marked
+    shards = Path(directory)
+    shards.mkdir(parents=True, exist_ok=True)
+    name = os.environ.get("VIRTOPS_LAB_NAME") or f"session-{os.getpid()}"
+    (shards / f"{name}.json").write_text(json.dumps({"rows": rows, "marked": marked}, indent=2) + "\n")
+    all_rows, all_marked = [], []
+    for path in sorted(shards.glob("*.json")):
+        shard = json.loads(path.read_text())
+        all_rows += shard["rows"]
+        all_marked += shard["marked"]
+    return sorted(all_rows, key=test_file), all_marked
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    rows = list(config.stash[ROWS_KEY].values())
+    rows, marked = merged_with_shards(list(config.stash[ROWS_KEY].values()), config.stash[MARKED_KEY])
     if not rows:
         return
     machine = f"{platform.node()} {platform.machine()}, {time.strftime('%Y-%m-%d', time.gmtime())}"
@@ -206,6 +235,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (RESULTS_DIR / "fault-results.json").write_text(json.dumps(rows, indent=2) + "\n")
     markdown = render_markdown(rows, machine)
     (RESULTS_DIR / "fault-results.md").write_text(markdown)
-    if covers_the_whole_table(config, rows):
+    if covers_the_whole_table(marked, rows):
         DOCS_TABLE.parent.mkdir(parents=True, exist_ok=True)
         DOCS_TABLE.write_text(markdown)

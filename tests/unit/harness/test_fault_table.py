@@ -96,3 +96,32 @@ def test_rows_hold_when_body_and_teardowns_pass(pytester, table):
     run.assert_outcomes(passed=5)
     assert {name: row["held"] for name, row in rows_of(table).items()} == {
         "test_uses_the_run": True, "test_uses_the_run_too": True, "test_cleans_up_badly": True, "test_alone": True}
+
+
+ONE_ROW = '''
+import pytest
+
+
+@pytest.mark.fault_table(area="a", fault="{name}", expected="e")
+def test_{name}(observed):
+    observed("{name} seen")
+'''
+
+
+def test_sessions_side_by_side_share_one_table(pytester, table, monkeypatch):
+    import fault_table
+
+    monkeypatch.setattr(fault_table, "files_using_the_marker", lambda: {"test_one.py", "test_two.py"})
+    monkeypatch.setenv(fault_table.SHARDS_ENV, str(table / "shards"))
+    pytester.makepyfile(test_one=ONE_ROW.format(name="one"), test_two=ONE_ROW.format(name="two"))
+
+    monkeypatch.setenv("VIRTOPS_LAB_NAME", "first")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", "test_two.py").assert_outcomes(passed=1)
+    assert not (table / "docs.md").exists(), "half the table was published"
+
+    monkeypatch.setenv("VIRTOPS_LAB_NAME", "second")
+    pytester.runpytest_inprocess("-p", "no:cacheprovider", "test_one.py").assert_outcomes(passed=1)
+    docs = (table / "docs.md").read_text()
+    assert "2 of 2 cases held" in docs
+    assert docs.index("one seen") < docs.index("two seen"), "rows are not in file order"
+    assert sorted(path.name for path in (table / "shards").iterdir()) == ["first.json", "second.json"]
