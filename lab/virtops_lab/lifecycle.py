@@ -13,9 +13,11 @@ from virtops_lab.cgroups import (
     lab_cgroup,
     lab_processes,
 )
-from virtops_lab.cleanup import remove_leftovers, teardown
+from virtops_lab.cleanup import known_labs, remove_leftovers, teardown
+from virtops_lab.host_settings import apply_host_settings, restore_host_settings
 from virtops_lab.inventory import write_inventory
 from virtops_lab.machines import (
+    BOOT_SETTINGS,
     boot_machine,
     prepare_kvm,
     prepare_machine,
@@ -40,6 +42,8 @@ def lab_is_healthy(topology: Topology, paths: LabPaths) -> bool:
         return False
     record = json.loads(paths.record.read_text())
     if record.get("topology") != topology.as_dict() or record.get("root") != str(root_path()):
+        return False
+    if record.get("boot") != BOOT_SETTINGS:  # booted by an earlier version, with other machine settings
         return False
     try:
         wait_for_port(topology.controller_address, APT_CACHE_PORT, 5, "apt cache")
@@ -70,6 +74,7 @@ def up(topology: Topology, recreate: bool) -> None:
         # Under the lock until this lab has a live process: a lab that another `up` is
         # building at the same moment never looks like a dead leftover to this one.
         remove_leftovers(topology.name)
+        apply_host_settings()
         paths.state.mkdir(parents=True, exist_ok=True)
         public_key = setup_ssh(paths)
         setup_network(topology)
@@ -81,7 +86,8 @@ def up(topology: Topology, recreate: bool) -> None:
     write_known_hosts(topology, paths)
     states = {host.name: wait_until_booted(topology, paths, host) for host in topology.hosts}
     inventory = write_inventory(topology, paths)
-    paths.record.write_text(json.dumps({"topology": topology.as_dict(), "root": str(root), "kvm": kvm}, indent=2))
+    paths.record.write_text(json.dumps({"topology": topology.as_dict(), "root": str(root), "kvm": kvm,
+                                        "boot": BOOT_SETTINGS}, indent=2))
     log(f"lab {topology.name} up in {time.monotonic() - started:.1f} s: "
         + ", ".join(f"{n} ({s})" for n, s in states.items()))
     log(f"inventory: {inventory}")
@@ -94,6 +100,8 @@ def down(names: list[str]) -> None:
         for lab in names:
             teardown(lab)
             log(f"lab {lab} is down; nothing of it is left")
+        if not known_labs():
+            restore_host_settings()
 
 
 def status(asked: Topology, describe_asked: bool) -> int:

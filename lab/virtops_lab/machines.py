@@ -70,12 +70,19 @@ def export_filesystem(paths: LabPaths, host: Host, export_dir: str) -> Path:
     return source
 
 
+# Post-copy migration: QEMU's check of the host calls munlockall(), which nspawn's default
+# system-call filter refuses ("munlockall: Operation not permitted"); every machine may run QEMU.
+# A lab recorded with other settings is booted again by `up`.
+MEMLOCK_FILTER = "--system-call-filter=@memlock"
+BOOT_SETTINGS = [MEMLOCK_FILTER]
+
+
 def boot_machine(topology: Topology, paths: LabPaths, host: Host, merged: Path, kvm: bool) -> None:
     cmd = [
         "systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot",
         "-D", str(merged), "-M", topology.machine(host),
         f"--network-bridge={topology.bridge}", "--resolv-conf=off", "--timezone=off",
-        "--link-journal=no", "--console=read-only",
+        "--link-journal=no", "--console=read-only", *BOOT_SETTINGS,
     ]
     if kvm:
         cmd.append("--bind=/dev/kvm")

@@ -120,6 +120,20 @@ options:
       - Also allows resuming a post-copy migration that failed earlier (C(VIR_MIGRATE_POSTCOPY_RESUME)).
     type: bool
     default: false
+  on_postcopy_unavailable:
+    description:
+      - What to do when O(post_copy=true) and the destination cannot do post-copy. Its QEMU then refuses the
+        post-copy capability as the migration starts ("Postcopy is not supported"), before anything moves; libvirt
+        offers no way to ask beforehand.
+      - V(refuse) fails the migration, naming the destination and the causes to look for (a userfaultfd QEMU cannot
+        create, munlockall() refused by a seccomp or container filter) and where its QEMU log says which. The
+        domain runs on the source as before.
+      - V(precopy) migrates again at once without post-copy, once the failed start is proven to have left the
+        domain running on the source only, with a warning; a convergence policy that would have switched to
+        post-copy (O(convergence.on_timeout=postcopy)) aborts instead.
+    type: str
+    choices: [refuse, precopy]
+    default: refuse
   on_paused_source:
     description:
       - What to do with a domain found paused on the source and absent from the destination. libvirt's pause

@@ -320,12 +320,23 @@ stats:
     - C(job_type) (V(completed) here) and C(operation) (V(migration_out) or V(migration_in)) are libvirt's
       codes as names, C(active) says whether the job still runs, and C(memory_dirty_rate_bytes) is the
       dirty rate in bytes per second. M(virtops.migration.migration_job) returns the same keys.
-    - Empty when nothing migrated.
+    - After post-copy the destination can file them a moment after the migration call returned (the source,
+      undefined by the migration, keeps none): the module waits up to 10 seconds for them.
+    - Empty when nothing migrated, or when libvirt kept them on neither host (a warning then says so).
   returned: success
   type: dict
   sample: {active: false, job_type: completed, operation: migration_in, time_elapsed: 5123, downtime: 42,
            setup_time: 17, data_total: 1073741824, data_processed: 1100000000, data_remaining: 0,
            memory_iteration: 3}
+phases:
+  description:
+    - How the live migration's time divided between pre-copy and post-copy, in seconds, as this run's monitor saw
+      it. C(postcopy) tells whether the migration switched to post-copy (by the policy, or by
+      M(virtops.migration.migration_job) while it ran); C(postcopy_seconds) is null when it did not.
+    - Empty when no live migration ran (nothing to do, check mode, offline migration).
+  returned: success
+  type: dict
+  sample: {precopy_seconds: 9.52, postcopy_seconds: 6.08, postcopy: true}
 policy_actions:
   description:
     - Every action of the convergence policy, with its time in seconds since the job started, the value,

@@ -58,7 +58,8 @@ options:
         the migration is in post-copy, because the guest would be lost.
       - V(tune) sets O(max_downtime) and/or O(bandwidth).
       - V(postcopy) switches to post-copy (C(virDomainMigrateStartPostCopy)); the migration must have been started
-        with C(post_copy=true).
+        with C(post_copy=true). It returns once the domain shows the post-copy state (QEMU reports it after the call
+        returns) or the job ended, at most O(wait_timeout) seconds later.
     type: str
     choices: [info, abort, tune, postcopy]
     default: info
@@ -69,7 +70,8 @@ options:
     description: Maximum migration bandwidth in MiB/s (C(virDomainMigrateSetMaxSpeed)). Only with V(tune).
     type: int
   wait_timeout:
-    description: Seconds V(abort) waits for the job to disappear before failing.
+    description: Seconds V(abort) waits for the job to disappear, and V(postcopy) for the domain to show the switch,
+      before failing.
     type: float
     default: 60
 seealso:
@@ -161,8 +163,9 @@ running_on:
   sample: {source: {present: true, state: running, persistent: true},
            destination: {present: false, state: null, persistent: false}, hosts: [source]}
 message:
-  description: Explanation when there was nothing to do.
-  returned: when O(operation=abort) found no job
+  description: Explanation when there was nothing to do, or when the migration ended right after the switch to
+    post-copy, before the domain showed it.
+  returned: when O(operation=abort) found no job; when O(operation=postcopy) saw the job end first
   type: str
   sample: no migration job was running
 run_id:

@@ -357,6 +357,9 @@ class FakeDomain:
         self.max_downtime = 300
         self.max_speed = 8796093022207
         self.fail_on: dict[str, libvirtError] = {}
+        # Like QEMU's event, the post-copy state shows only some reads after migrateStartPostCopy returned.
+        self.postcopy_state_after_reads = 0
+        self._postcopy_pending: int | None = None
 
     # -- plumbing
     def _call(self, method: str, *args: Any) -> None:
@@ -377,6 +380,12 @@ class FakeDomain:
 
     def state(self, flags: int = 0) -> list[int]:
         self._exists()
+        if self._postcopy_pending is not None:
+            if self._postcopy_pending <= 0:
+                self._state, self._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY
+                self._postcopy_pending = None
+            else:
+                self._postcopy_pending -= 1
         return [self._state, self._reason]
 
     def info(self) -> list[int]:
@@ -403,7 +412,7 @@ class FakeDomain:
             return dict(self.completed_stats or {"type": VIR_DOMAIN_JOB_NONE})
         if self.job is None or self.job.finished.is_set():
             return {"type": VIR_DOMAIN_JOB_NONE}
-        return dict(self.job.current)
+        return self.job.stats()
 
     def jobInfo(self) -> list[int]:
         stats = self.jobStats()
@@ -541,7 +550,10 @@ class FakeDomain:
                                "migration to be started with VIR_MIGRATE_POSTCOPY flag",
                                VIR_ERR_OPERATION_INVALID)
         self.job.switch("postcopy")
-        self._state, self._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY
+        if self.postcopy_state_after_reads:
+            self._postcopy_pending = self.postcopy_state_after_reads
+        else:
+            self._state, self._reason = VIR_DOMAIN_PAUSED, VIR_DOMAIN_PAUSED_POSTCOPY
         return 0
 
     def migrateToURI3(self, dconnuri: str, params: dict[str, Any], flags: int = 0) -> int:
@@ -573,6 +585,11 @@ class FakeJob:
         self.result: str | None = None
         self.switched: str | None = None
         self.switch_ticks = 0
+        self.started_at = domain.host.world.clock()  # libvirt's time_elapsed is the job's age
+
+    def stats(self) -> dict[str, Any]:
+        age_ms = round((self.domain.host.world.clock() - self.started_at) * 1000)
+        return dict(self.current, time_elapsed=age_ms)
 
     def switch(self, how: str) -> None:
         self.switched = how

@@ -186,14 +186,35 @@ class JobController:
         if self.in_postcopy():
             return self.job_result(False, job)
         self.require_job(job, "switch to post-copy")
-        if not self.check_mode:
-            try:
-                self.dom.migrateStartPostCopy(0)
-            except libvirt.libvirtError as exc:
-                raise JobError.from_libvirt(
-                    "switch to post-copy", exc, hint="the migration must have been started with post_copy: true",
-                    **self.request.context())
-        return self.job_result(True, self.stats())
+        if self.check_mode:
+            return self.job_result(True, job)
+        try:
+            self.dom.migrateStartPostCopy(0)
+        except libvirt.libvirtError as exc:
+            raise JobError.from_libvirt(
+                "switch to post-copy", exc, hint="the migration must have been started with post_copy: true",
+                **self.request.context())
+        return self.wait_for_postcopy()
+
+    def wait_for_postcopy(self) -> dict[str, Any]:
+        """The result once the domain shows the switch (QEMU reports it after the call returns) or the job ended.
+
+        A job that ended before the domain showed a post-copy state finished the migration: the result says so
+        with ``postcopy`` false and the final job statistics. Waits at most ``wait_timeout`` seconds.
+        """
+        deadline = self.clock() + self.request.wait_timeout
+        while True:
+            job = self.stats()
+            if self.in_postcopy():
+                return self.job_result(True, job)
+            if not job["active"]:
+                return self.job_result(True, job, message="the migration ended before the domain showed post-copy")
+            if self.clock() >= deadline:
+                raise JobError("switch to post-copy",
+                               f"libvirt accepted the switch but the domain showed no post-copy state within "
+                               f"{self.request.wait_timeout:g}s",
+                               hint="check the domain's state with virsh domstate --reason", **self.request.context())
+            self.sleep(self.poll_seconds)
 
     def op_abort(self) -> dict[str, Any]:
         job = self.stats()

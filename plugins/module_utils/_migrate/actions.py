@@ -16,7 +16,7 @@ MigrationInProgress (that job is another run's: it is left alone).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
@@ -25,6 +25,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
     MigrationInProgress,
     another_job_holds_domain,
     libvirt_error_code,
+    libvirt_error_text,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connection import (
     CLOSE_TIMEOUT_SECONDS,
@@ -46,6 +47,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.monitor
     MigrationMonitor,
     MonitorOutcome,
     Waiter,
+    migration_phases,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.observe import (
     Found,
@@ -56,6 +58,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.plan im
     undefine_flags,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    ABORT,
+    POSTCOPY,
     ConvergencePolicy,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflight import (
@@ -71,12 +75,15 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconci
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.recovery import (
     Before,
     Failure,
+    RecoveryReport,
     migrated_anyway_warning,
     migration_failed,
+    postcopy_refused,
     recover_failed,
     recover_persist_failed,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
+    PRECOPY,
     MigrationRequest,
 )
 
@@ -104,6 +111,7 @@ class Executed:
 
     notes: list[str] = field(default_factory=list)
     policy_actions: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ def execute(prepared: Prepared, session: Session, timekeeping: Timekeeping, warn
     """Run the decided actions in order; raises MigrationError (after recovery, for a failed migration)."""
     notes: list[str] = []
     policy_actions: list[dict[str, Any]] = []
+    phases: dict[str, Any] = {}
     source_dom = prepared.found.source_dom  # read again when the definition is taken from the source
     for action in prepared.decision.actions:
         if action == RESUME_SOURCE:
@@ -131,8 +140,8 @@ def execute(prepared: Prepared, session: Session, timekeeping: Timekeeping, warn
             migrate_offline(prepared, session)
         else:
             live = migrate_live(prepared, session, timekeeping, warn, notes)
-            notes, policy_actions = live.notes, live.policy_actions
-    return Executed(notes, policy_actions)
+            notes, policy_actions, phases = live.notes, live.policy_actions, live.phases
+    return Executed(notes, policy_actions, phases)
 
 
 def wrap(prepared: Prepared, operation: str, exc: BaseException, message: str) -> MigrationError:
@@ -218,7 +227,7 @@ def migrate_live(prepared: Prepared, session: Session, timekeeping: Timekeeping,
         warn(warning)
     error = outcome.error
     if error is None:
-        return Executed(list(earlier_notes), policy_actions)
+        return Executed(list(earlier_notes), policy_actions, migration_phases(outcome))
     if another_job_holds_domain(error):
         raise held_by_another_job(prepared, error)
     if not isinstance(error, (libvirt.libvirtError, MigrateCallAbandoned)):
@@ -228,10 +237,35 @@ def migrate_live(prepared: Prepared, session: Session, timekeeping: Timekeeping,
         raise recover_persist_failed(failure, prepared.plan, prepared.located.uuid, session, prepared.request)
     before = Before(prepared.found.observed, resumed_by_us=RESUME_SOURCE in prepared.decision.actions)
     report = recover_failed(prepared.located.uuid, before, outcome.paused_by_us, session, timekeeping.clock)
+    if not report.migrated_anyway and goes_on_in_precopy(prepared.request, error, report):
+        note = (f"the destination cannot do post-copy ({libvirt_error_text(error)}); nothing had moved and the "
+                "domain runs on the source only: migrating again in pre-copy (on_postcopy_unavailable: precopy)")
+        warn(note)
+        return migrate_live(without_postcopy(prepared), session, timekeeping, warn,
+                            [*earlier_notes, *report.notes, note])
     if not report.migrated_anyway:
         raise migration_failed(failure, report, prepared.request, prepared.preflight)
     warn(migrated_anyway_warning(error))
-    return Executed([*earlier_notes, *report.notes], policy_actions)
+    return Executed([*earlier_notes, *report.notes], policy_actions, migration_phases(outcome))
+
+
+def goes_on_in_precopy(request: MigrationRequest, error: BaseException, report: RecoveryReport) -> bool:
+    """The operator chose pre-copy when the destination refuses post-copy, and the refusal left the domain where
+    it was: running on the source, both sides checked, nothing active on the destination."""
+    if request.on_postcopy_unavailable != PRECOPY or not postcopy_refused(error, request) or report.unchecked:
+        return False
+    source, dest = report.source, report.destination
+    return source is not None and source.active and (dest is None or not dest.active)
+
+
+def without_postcopy(prepared: Prepared) -> Prepared:
+    """The same migration without VIR_MIGRATE_POSTCOPY, and a policy that aborts where it would have switched."""
+    request = prepared.request
+    convergence = request.convergence
+    if convergence.on_timeout == POSTCOPY:
+        convergence = replace(convergence, on_timeout=ABORT)
+    plan = replace(prepared.plan, flags=prepared.plan.flags & ~libvirt.VIR_MIGRATE_POSTCOPY)
+    return replace(prepared, request=replace(request, post_copy=False, convergence=convergence), plan=plan)
 
 
 def watch_migration(prepared: Prepared, session: Session, policy: ConvergencePolicy, timekeeping: Timekeeping,

@@ -30,6 +30,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     COMPRESSION_CHOICES,
     COPY_STORAGE_CHOICES,
     PAUSED_SOURCE_CHOICES,
+    POSTCOPY_UNAVAILABLE_CHOICES,
     PREFLIGHT_CHECKS,
     MigrationRequest,
 )
@@ -69,6 +70,8 @@ def migration_tuning_argument_spec() -> dict[str, Any]:
         "auto_converge_initial": {"type": "int"},
         "auto_converge_increment": {"type": "int"},
         "post_copy": {"type": "bool", "default": defaults.post_copy},
+        "on_postcopy_unavailable": {"type": "str", "default": defaults.on_postcopy_unavailable,
+                                    "choices": list(POSTCOPY_UNAVAILABLE_CHOICES)},
         "on_paused_source": {"type": "str", "default": defaults.on_paused_source, "choices": list(PAUSED_SOURCE_CHOICES)},
         "timeout": {"type": "int"},
         "preflight_skip": {"type": "list", "elements": "str", "default": list(defaults.preflight_skip), "choices": list(PREFLIGHT_CHECKS)},

@@ -44,6 +44,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy 
     ConvergencePolicy,
     JobSample,
     PolicyAction,
+    job_predates_call,
 )
 
 Waiter = Callable[[threading.Event, float], Any]
@@ -103,6 +104,23 @@ class MonitorOutcome:
     abort_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
     call_abandoned: bool = False
+    foreign_job_seen: bool = False
+    started_at: float | None = None  # the run's clock: the call began, post-copy began, the call returned
+    postcopy_at: float | None = None
+    ended_at: float | None = None
+
+
+def migration_phases(outcome: MonitorOutcome) -> dict[str, Any]:
+    """How long the migration spent in pre-copy and in post-copy (seconds; None for a phase it never reached)."""
+    if outcome.started_at is None or outcome.ended_at is None:
+        return {}
+    switched = outcome.postcopy_at if outcome.postcopy_started else None
+    precopy_end = switched if switched is not None else outcome.ended_at
+    return {
+        "precopy_seconds": round(precopy_end - outcome.started_at, 3),
+        "postcopy_seconds": round(outcome.ended_at - switched, 3) if switched is not None else None,
+        "postcopy": outcome.postcopy_started,
+    }
 
 
 class MigrationMonitor:
@@ -139,6 +157,7 @@ class MigrationMonitor:
                 finished.set()
 
         thread = threading.Thread(target=worker, name="virtops-migrate", daemon=True)
+        self.outcome.started_at = self.clock()
         thread.start()
         while not finished.is_set():
             if not self.poll_in_time():
@@ -147,6 +166,7 @@ class MigrationMonitor:
                 break
             self.wait(finished, self.policy.config.poll_interval)
         thread.join()
+        self.outcome.ended_at = self.clock()
         self.outcome.return_value, self.outcome.error = ended.get("value"), ended.get("error")
         return self.outcome
 
@@ -167,6 +187,7 @@ class MigrationMonitor:
     def abandon(self) -> MonitorOutcome:
         """Stop waiting for a migrate call that does not return: the run reports without it."""
         self.outcome.call_abandoned = True
+        self.outcome.ended_at = self.clock()
         after = "the abort" if self.aborted_at is not None else "the hard timeout"
         self.outcome.error = MigrateCallAbandoned(
             f"the migrate call had not returned {MIGRATE_CALL_GRACE_SECONDS:g}s after {after}: a host does not "
@@ -197,11 +218,23 @@ class MigrationMonitor:
     def poll(self) -> None:
         sample = self.read_job()
         now = self.clock()
+        if self.outcome.started_at is not None and job_predates_call(sample, now - self.outcome.started_at):
+            self.leave_foreign_job(sample)
+            return
         if sample.active and not self.policy.postcopy_started and self.in_postcopy():
             self.policy.observe_postcopy(now)
             self.outcome.postcopy_started = True
+            self.outcome.postcopy_at = now
         for action in self.policy.evaluate(now, sample):
             self.apply(now, action)
+
+    def leave_foreign_job(self, sample: JobSample) -> None:
+        """Another run's job holds the domain: the policy does nothing to it (this run's call will fail to start)."""
+        if not self.outcome.foreign_job_seen:
+            self.outcome.foreign_job_seen = True
+            self.outcome.warnings.append(
+                f"a migration job {sample.time_elapsed_ms / 1000.0:.1f}s old, older than this run's migrate call, "
+                "holds the domain (another run's, from another machine?): this run tunes and aborts nothing of it")
 
     def apply(self, now: float, action: PolicyAction) -> None:
         """Apply one policy action through the domain API; record the result."""
@@ -215,6 +248,7 @@ class MigrationMonitor:
             elif action.action == POSTCOPY:
                 self.domain.migrateStartPostCopy(0)
                 self.outcome.postcopy_started = True
+                self.outcome.postcopy_at = now
             elif action.action == SUSPEND:
                 self.domain.suspend()
                 self.outcome.paused_by_us = True

@@ -83,6 +83,20 @@ class JobSample:
         )
 
 
+# Clock granularity and rounding between libvirt's elapsed time and this run's clock.
+JOB_AGE_SLACK_SECONDS = 0.25
+
+
+def job_predates_call(sample: JobSample, seconds_since_call: float) -> bool:
+    """The job ran before this run's migrate call began: another run's job, never this run's to tune or abort.
+
+    libvirt names no job's owner, but a job's elapsed time is its age: the call's own job started after the call.
+    """
+    if not sample.active or sample.time_elapsed_ms is None:
+        return False
+    return sample.time_elapsed_ms / 1000.0 > seconds_since_call + JOB_AGE_SLACK_SECONDS
+
+
 @dataclass
 class PolicyAction:
     """An action the policy decided, with the time (s since start) and why."""

@@ -239,6 +239,25 @@ def migrated_anyway_warning(error: BaseException) -> str:
             "only: treated as migrated")
 
 
+POSTCOPY_UNSUPPORTED_TEXT = "postcopy is not supported"
+POSTCOPY_UNAVAILABLE_HINT = (
+    "post-copy needs, on the destination, a userfaultfd for QEMU (QEMU 8.1 or later with access to "
+    "/dev/userfaultfd, or the kernel's vm.unprivileged_userfaultfd = 1 for an older QEMU running unprivileged) and "
+    "munlockall() allowed (no seccomp or container filter refusing it); the destination's QEMU log "
+    "(/var/log/libvirt/qemu/DOMAIN.log) names which; or migrate without post_copy, or with on_postcopy_unavailable: "
+    "precopy to go on in pre-copy when a destination cannot do post-copy")
+
+
+def postcopy_refused(error: BaseException, request: MigrationRequest) -> bool:
+    """The destination's QEMU refused the post-copy capability as the migration started (nothing moved then)."""
+    return request.post_copy and POSTCOPY_UNSUPPORTED_TEXT in libvirt_error_text(error).lower()
+
+
+def postcopy_refusal_cause(request: MigrationRequest) -> str:
+    return (f"the destination ({request.dest_uri}) cannot do post-copy: its QEMU refused the post-copy capability "
+            "when the migration started, before anything moved")
+
+
 def migration_failed(failure: Failure, report: RecoveryReport, request: MigrationRequest,
                      preflight: PreflightReport | None) -> MigrationError:
     """The error of a failed migration: where the domain runs now, what recovery did, what to do next."""
@@ -265,6 +284,8 @@ def migration_failed(failure: Failure, report: RecoveryReport, request: Migratio
     tls_files = migration_tls_diagnosis(libvirt_error_text(error), request, preflight)
     if tls_files:
         message, hint = f"{message}; {tls_files[0]}", f"{tls_files[1]}; {hint}"
+    if postcopy_refused(error, request):
+        message, hint = f"{message}; {postcopy_refusal_cause(request)}", f"{POSTCOPY_UNAVAILABLE_HINT}; {hint}"
     details = {
         "changed": bool(recovery), "recovery": recovery, "policy_actions": list(failure.policy_actions),
         "unreachable": unchecked,

@@ -44,6 +44,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy 
 COPY_STORAGE_CHOICES = ("none", "all", "inc")
 COMPRESSION_CHOICES = ("xbzrle", "mt")
 PAUSED_SOURCE_CHOICES = ("resume", "migrate_paused", "refuse")
+PRECOPY = "precopy"
+POSTCOPY_UNAVAILABLE_CHOICES = ("refuse", PRECOPY)
 PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
@@ -80,6 +82,7 @@ class MigrationRequest:
     auto_converge_initial: int | None = None
     auto_converge_increment: int | None = None
     post_copy: bool = False
+    on_postcopy_unavailable: str = "refuse"
     on_paused_source: str = "resume"
     timeout: int | None = None
     preflight_skip: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ Every MigrationError leaves with the run's timings and warnings so far in its de
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -90,6 +91,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     validate_request,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.verify import (
+    POSTCOPY_STATS_WAIT_SECONDS,
+    Verified,
     completed_stats,
     verify,
 )
@@ -197,9 +200,19 @@ def migrate(request: MigrationRequest, check_mode: bool, env: MigrationEnvironme
         with log.phase("verify"):
             verified = verify(request, located.uuid, decision, session)
             log.add_warnings(verified.warnings)
-        stats = completed_stats(verified) if decision.migrates else {}
+        stats = final_stats(verified, executed, env, log) if decision.migrates else {}
         log.stop()
         return result(prepared, hosts, log, check_mode, Done(executed, verified.placement, stats))
+
+
+def final_stats(verified: Verified, executed: Executed, env: MigrationEnvironment, log: RunLog) -> dict[str, Any]:
+    """The completed job's statistics (waited for after post-copy); a warning when libvirt kept none."""
+    wait = POSTCOPY_STATS_WAIT_SECONDS if executed.phases.get("postcopy") else 0.0
+    stats = completed_stats(verified, wait, env.clock, lambda seconds: env.wait(threading.Event(), seconds))
+    if not stats:
+        log.add_warning("libvirt kept no statistics of the completed migration on either host: no downtime "
+                        "or data totals to report (phases holds the time in pre-copy and post-copy)")
+    return stats
 
 
 def connect(session: Session, log: RunLog) -> HostUUIDs:
@@ -271,6 +284,7 @@ def result(prepared: Prepared, hosts: HostUUIDs, log: RunLog, check_mode: bool,
         "timings": dict(log.timings),
         "stats": dict(done.stats) if done else {},
         "policy_actions": list(executed.policy_actions),
+        "phases": dict(executed.phases),
         "recovery": list(executed.notes),
         "warnings": list(log.warnings),
         "placement": {"before": placement(observed), "after": after},

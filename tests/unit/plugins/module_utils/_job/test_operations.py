@@ -140,6 +140,21 @@ def test_postcopy_switch_and_idempotence(world):
     assert len(world.mutations) == 1
 
 
+def test_postcopy_result_waits_for_the_state_qemu_reports_later(world):
+    dom = migrating(world, flags=lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_PEER2PEER | lv.VIR_MIGRATE_POSTCOPY)
+    dom.postcopy_state_after_reads = 3
+    result = control(world, operation="postcopy").run()
+    assert (result["changed"], result["postcopy"]) == (True, True)
+    assert world.methods() == [("hv1", "migrateStartPostCopy")]
+
+
+def test_postcopy_state_never_shown_fails_within_wait_timeout(world):
+    dom = migrating(world, flags=lv.VIR_MIGRATE_LIVE | lv.VIR_MIGRATE_PEER2PEER | lv.VIR_MIGRATE_POSTCOPY)
+    dom.postcopy_state_after_reads = 10**6
+    with pytest.raises(JobError, match="showed no post-copy state within 2s"):
+        control(world, operation="postcopy", wait_timeout=2).run()
+
+
 def test_postcopy_refused_without_flag_carries_libvirt_text(world):
     migrating(world)
     with pytest.raises(JobError) as caught:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import time
 
 import fake_libvirt as lv
 import pytest
@@ -434,6 +435,38 @@ def test_stall_triggers_postcopy(world):
     assert "VIR_MIGRATE_POSTCOPY" in result["flags"]
     assert ("hv1", "migrateStartPostCopy") in world.methods()
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
+    phases = result["phases"]
+    assert phases["postcopy"] is True and phases["precopy_seconds"] >= 3 and phases["postcopy_seconds"] >= 0
+    assert result["stats"]["job_type"] == "completed"
+
+
+def test_phases_of_a_migration_that_stayed_in_precopy(world):
+    running_vm(world)
+    phases = migrate(world)["phases"]
+    assert phases["postcopy"] is False and phases["postcopy_seconds"] is None and phases["precopy_seconds"] >= 0
+
+
+def test_stats_filed_late_by_the_destination_after_postcopy_are_waited_for(world):
+    dom = running_vm(world, script=never_converging())
+    uuid = dom.UUIDString()
+    reads = {"left": 3}
+    original = lv.FakeDomain.jobStats
+
+    def filed_late(self, flags=0):
+        if flags & lv.VIR_DOMAIN_JOB_STATS_COMPLETED and self.host is hv2(world) and reads["left"] > 0:
+            reads["left"] -= 1
+            return {"type": lv.VIR_DOMAIN_JOB_NONE}
+        return original(self, flags)
+
+    lv.FakeDomain.jobStats = filed_late
+    try:
+        convergence = {"on_timeout": "postcopy", "progress_timeout": 3, "downtime_steps": 0}
+        result = migrate(world, post_copy=True, convergence=convergence)
+    finally:
+        lv.FakeDomain.jobStats = original
+    assert reads["left"] == 0, "the destination's completed statistics were not read again"
+    assert result["stats"]["job_type"] == "completed" and state_of(hv2(world), uuid) == (RUNNING, True)
+    assert not any("kept no statistics" in warning for warning in result["warnings"])
 
 
 def test_timeout_suspend_finishes_the_migration(world):
@@ -616,6 +649,29 @@ def test_a_job_started_from_elsewhere_after_the_look_up_is_left_alone(world):
     assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
 
 
+def test_a_job_older_than_the_call_is_never_tuned_while_libvirt_waits_for_its_lock(world):
+    """Another machine's run started its job after this run's look-up, a second before its call: libvirt makes
+    the call wait for that job's lock, and the monitor sees that job meanwhile. It must never act on it."""
+    dom = running_vm(world)
+    foreign = lv.FakeJob(dom, hv2(world), {}, lv.VIR_MIGRATE_LIVE)
+
+    def wait_for_the_job_lock(*args):
+        began = world.clock()
+        foreign.started_at = began - 1
+        dom.job = foreign
+        while world.clock() - began < 3:  # the monitor's polls move the clock
+            time.sleep(0.01)
+        raise lv.libvirtError("Timed out during operation: cannot acquire state change lock (held by "
+                              "monitor=remoteDispatchDomainMigratePerform3Params)", lv.VIR_ERR_OPERATION_TIMEOUT)
+
+    dom.migrateToURI3 = wait_for_the_job_lock
+    with pytest.raises(MigrationInProgress, match="this run started none") as caught:
+        migrate(world, convergence={"poll_interval": 0.5})
+    assert world.methods() == [], "the monitor acted on the other run's job"
+    assert not foreign.finished.is_set(), "the other run's job was aborted"
+    assert any("older than this run's migrate call" in warning for warning in caught.value.details["warnings"])
+
+
 def test_an_offline_migration_refused_for_another_job_touches_nothing(world):
     dom = hv1(world).add_domain("vm1", state=SHUTOFF)
     dom.fail_on["migrateToURI3"] = lv.libvirtError(
@@ -625,3 +681,45 @@ def test_an_offline_migration_refused_for_another_job_touches_nothing(world):
         migrate(world, live=False)
     assert state_of(hv1(world), dom.UUIDString()) == (SHUTOFF, True)
     assert state_of(hv2(world), dom.UUIDString()) is None
+
+
+POSTCOPY_REFUSED = ("internal error: unable to execute QEMU command 'migrate-set-capabilities': "
+                    "Postcopy is not supported")
+
+
+@pytest.fixture
+def destination_without_postcopy(monkeypatch):
+    """The destination's QEMU refuses the post-copy capability as a migration with VIR_MIGRATE_POSTCOPY starts."""
+    original = lv.FakeDomain.migrateToURI3
+
+    def refuse_postcopy(self, dconnuri, params, flags=0):
+        if flags & lv.VIR_MIGRATE_POSTCOPY:
+            self._call("migrateToURI3", dconnuri, dict(params), flags)
+            raise lv.libvirtError(POSTCOPY_REFUSED, lv.VIR_ERR_INTERNAL_ERROR)
+        return original(self, dconnuri, params, flags)
+
+    monkeypatch.setattr(lv.FakeDomain, "migrateToURI3", refuse_postcopy)
+
+
+def test_postcopy_refused_by_the_destination_names_it_and_the_causes(world, destination_without_postcopy):
+    dom = running_vm(world)
+    with pytest.raises(MigrationFailed) as caught:
+        migrate(world, post_copy=True)
+    error = caught.value
+    assert f"the destination ({DEST}) cannot do post-copy" in str(error) and "before anything moved" in str(error)
+    assert "vm.unprivileged_userfaultfd" in error.hint and "on_postcopy_unavailable: precopy" in error.hint
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+    assert state_of(hv2(world), dom.UUIDString()) is None
+
+
+def test_postcopy_refused_goes_on_in_precopy_when_asked(world, destination_without_postcopy):
+    dom = running_vm(world)
+    result = migrate(world, post_copy=True, on_postcopy_unavailable="precopy",
+                     convergence={"on_timeout": "postcopy"})
+    calls = [call for call in world.calls if call[1] == "migrateToURI3"]
+    assert [bool(call[2][-1] & lv.VIR_MIGRATE_POSTCOPY) for call in calls] == [True, False]
+    assert result["changed"] is True and result["phases"]["postcopy"] is False
+    assert any("cannot do post-copy" in warning and "pre-copy" in warning for warning in result["warnings"])
+    assert any("migrating again in pre-copy" in note for note in result["recovery"])
+    assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
+    assert state_of(hv1(world), dom.UUIDString()) is None
