@@ -31,7 +31,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 HOST_PACKAGES := systemd-container debootstrap iptables apt-cacher-ng util-linux \
                  libvirt-dev libvirt-clients pkg-config gcc openssh-client rsync git
 
-.PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration integration-main integration-placement molecule-then-placement \
+.PHONY: help setup host-packages venv collection-link demo test lint sanity unit integration integration-main integration-side molecule-then-side \
         molecule lab-up lab-down lab-status bench footprint clean packaging sanity-core-min docs
 
 help:
@@ -104,10 +104,10 @@ test: setup
 	$(MAKE) --no-print-directory sanity-core-min
 	$(MAKE) --no-print-directory unit
 	@# Two lanes side by side, each on labs of its own: the lab integration suites, and the
-	@# molecule scenarios (one at a time) followed by the placement lifecycle suite. The tests
-	@# mostly wait on their guests, so the two cores have room for both lanes.
+	@# molecule scenarios (one at a time) followed by the side suites (placement lifecycle,
+	@# post-copy). The tests mostly wait on their guests, so the two cores have room for both.
 	rm -rf $(FAULT_SHARDS)
-	$(MAKE) --no-print-directory -j2 integration-main molecule-then-placement
+	$(MAKE) --no-print-directory -j2 integration-main molecule-then-side
 	@echo "make test: every level passed"
 
 lint: setup
@@ -193,24 +193,24 @@ endef
 integration: setup
 	$(call lab_suite,$(LAB_NAME),,tests/integration)
 
-# make test splits them over two labs that run side by side: the placement lifecycle
-# (six guests of its own) on PLACEMENT_LAB, the rest on LAB_NAME. Both write their rows of
-# the fault-injection table to FAULT_SHARDS; the one that ends last writes the whole table.
-PLACEMENT_LAB    ?= vpl
-PLACEMENT_SUBNET ?= 10.86.0.0/24
-PLACEMENT_SUITE  := tests/integration/test_placement_lifecycle.py
-FAULT_SHARDS     := $(REPO)/build/fault-results/shards
+# make test splits them over two labs that run side by side: the placement lifecycle and the
+# post-copy suites (guests of their own) on SIDE_LAB, the rest on LAB_NAME. Both write their rows
+# of the fault-injection table to FAULT_SHARDS; the one that ends last writes the whole table.
+SIDE_LAB     ?= vpl
+SIDE_SUBNET  ?= 10.86.0.0/24
+SIDE_SUITES  := tests/integration/test_placement_lifecycle.py tests/integration/test_postcopy.py
+FAULT_SHARDS := $(REPO)/build/fault-results/shards
 
 integration-main: setup
-	$(call lab_suite,$(LAB_NAME),,tests/integration --ignore=$(PLACEMENT_SUITE),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
+	$(call lab_suite,$(LAB_NAME),,tests/integration $(addprefix --ignore=,$(SIDE_SUITES)),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
 
-integration-placement: setup
-	$(call lab_suite,$(PLACEMENT_LAB),$(PLACEMENT_SUBNET),$(PLACEMENT_SUITE),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
+integration-side: setup
+	$(call lab_suite,$(SIDE_LAB),$(SIDE_SUBNET),$(SIDE_SUITES),VIRTOPS_FAULT_TABLE_SHARDS=$(FAULT_SHARDS))
 
-# The molecule scenarios, then the placement lifecycle: the second of make test's two lanes.
-molecule-then-placement: setup
+# The molecule scenarios, then the side suites: the second of make test's two lanes.
+molecule-then-side: setup
 	status=0; $(MAKE) --no-print-directory molecule MOLECULE_JOBS=1 || status=$$?; \
-	$(MAKE) --no-print-directory integration-placement || status=$$?; exit $$status
+	$(MAKE) --no-print-directory integration-side || status=$$?; exit $$status
 
 # Every scenario on a lab of its own, MOLECULE_JOBS at a time (logs in build/molecule-logs/).
 MOLECULE_JOBS ?= 2

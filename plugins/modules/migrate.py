@@ -320,9 +320,9 @@ stats:
     - C(job_type) (V(completed) here) and C(operation) (V(migration_out) or V(migration_in)) are libvirt's
       codes as names, C(active) says whether the job still runs, and C(memory_dirty_rate_bytes) is the
       dirty rate in bytes per second. M(virtops.migration.migration_job) returns the same keys.
-    - After post-copy the destination can file them a moment after the migration call returned, and a source
-      undefined by the migration keeps none, so the module waits up to 10 seconds for them.
-    - Empty when nothing migrated, or when libvirt kept them on neither host (a warning then says so).
+    - Empty when nothing migrated, or when libvirt kept them on neither host, as after a post-copy migration that
+      undefined the source (O(undefine_source=true)); a warning then says so and RV(phases) still gives the
+      time in each phase.
   returned: success
   type: dict
   sample: {active: false, job_type: completed, operation: migration_in, time_elapsed: 5123, downtime: 42,

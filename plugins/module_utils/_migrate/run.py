@@ -17,7 +17,6 @@ Every MigrationError leaves with the run's timings and warnings so far in its de
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -91,7 +90,6 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.request
     validate_request,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.verify import (
-    POSTCOPY_STATS_WAIT_SECONDS,
     Verified,
     completed_stats,
     verify,
@@ -200,18 +198,18 @@ def migrate(request: MigrationRequest, check_mode: bool, env: MigrationEnvironme
         with log.phase("verify"):
             verified = verify(request, located.uuid, decision, session)
             log.add_warnings(verified.warnings)
-        stats = final_stats(verified, executed, env, log) if decision.migrates else {}
+        stats = final_stats(verified, log) if decision.migrates else {}
         log.stop()
         return result(prepared, hosts, log, check_mode, Done(executed, verified.placement, stats))
 
 
-def final_stats(verified: Verified, executed: Executed, env: MigrationEnvironment, log: RunLog) -> dict[str, Any]:
-    """The completed job's statistics (waited for after post-copy); a warning when libvirt kept none."""
-    wait = POSTCOPY_STATS_WAIT_SECONDS if executed.phases.get("postcopy") else 0.0
-    stats = completed_stats(verified, wait, env.clock, lambda seconds: env.wait(threading.Event(), seconds))
+def final_stats(verified: Verified, log: RunLog) -> dict[str, Any]:
+    """The completed job's statistics; a warning when libvirt kept them on neither host."""
+    stats = completed_stats(verified)
     if not stats:
-        log.add_warning("libvirt kept no statistics of the completed migration on either host: no downtime "
-                        "or data totals to report (phases holds the time in pre-copy and post-copy)")
+        log.add_warning("libvirt kept no statistics of the completed migration on either host (after post-copy, a "
+                        "source the migration undefined keeps none and the destination none either): no downtime or "
+                        "data totals to report; phases holds the time in pre-copy and post-copy")
     return stats
 
 

@@ -13,8 +13,6 @@ be defined) on the destination; anything left that the options asked to remove i
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,26 +82,8 @@ def refuse_missing_on_destination(request: MigrationRequest, decision: Reconcili
                               hint="inspect both hosts", details={"placement": after}, **request.context())
 
 
-POSTCOPY_STATS_WAIT_SECONDS = 10.0
-STATS_POLL_SECONDS = 0.25
-
-
-def completed_stats(verified: Verified, wait_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic,
-                    sleep: Callable[[float], Any] = time.sleep) -> dict[str, Any]:
-    """libvirt's completed-job statistics, from whichever side has them, waiting up to ``wait_seconds`` for them.
-
-    After post-copy the migrate call can return before the destination has ended its side of the job and
-    filed its statistics, and a source undefined by the migration keeps none: the caller waits then.
-    """
-    deadline = clock() + wait_seconds
-    while True:
-        stats = read_completed_stats(verified)
-        if stats or clock() >= deadline:
-            return stats
-        sleep(STATS_POLL_SECONDS)
-
-
-def read_completed_stats(verified: Verified) -> dict[str, Any]:
+def completed_stats(verified: Verified) -> dict[str, Any]:
+    """libvirt's completed-job statistics, from whichever side still has them."""
     for dom in (verified.dest_dom, verified.source_dom):
         if dom is None:
             continue
