@@ -306,7 +306,10 @@ def test_evacuation_from_plan_file_honours_constraints(at_home, observed):
     moves = [record for record in records if record["guest_name"]]
     assert sorted(record["guest_name"] for record in moves) == sorted(MOVING), records
     assert all(record["result"] == "migrated" for record in moves), moves
-    assert min(moves, key=lambda record: record["started_at"])["guest_name"] == "pl-db1", moves
+    # max_parallel 2: db1 (priority 10) is dispatched first, so it is among the first two moves to start
+    # (the two start together: which of them writes the earlier time is the threads' affair).
+    first_wave = sorted(moves, key=lambda record: record["started_at"])[:2]
+    assert "pl-db1" in {record["guest_name"] for record in first_wave}, moves
     clashes = shared_hosts(moves, HOME, DB_GROUP)
     assert clashes == [], clashes
     run_ids = {record["run_id"] for record in records}
