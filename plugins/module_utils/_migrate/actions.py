@@ -237,13 +237,13 @@ def migrate_live(prepared: Prepared, session: Session, timekeeping: Timekeeping,
         raise recover_persist_failed(failure, prepared.plan, prepared.located.uuid, session, prepared.request)
     before = Before(prepared.found.observed, resumed_by_us=RESUME_SOURCE in prepared.decision.actions)
     report = recover_failed(prepared.located.uuid, before, outcome.paused_by_us, session, timekeeping.clock)
-    if not report.migrated_anyway and goes_on_in_precopy(prepared.request, error, report):
-        note = (f"the destination cannot do post-copy ({libvirt_error_text(error)}); nothing had moved and the "
-                "domain runs on the source only: migrating again in pre-copy (on_postcopy_unavailable: precopy)")
-        warn(note)
-        return migrate_live(without_postcopy(prepared), session, timekeeping, warn,
-                            [*earlier_notes, *report.notes, note])
     if not report.migrated_anyway:
+        if goes_on_in_precopy(prepared.request, error, report):
+            note = (f"the destination cannot do post-copy ({libvirt_error_text(error)}); nothing had moved and the "
+                    "domain runs on the source only: migrating again in pre-copy (on_postcopy_unavailable: precopy)")
+            warn(note)
+            return migrate_live(without_postcopy(prepared), session, timekeeping, warn,
+                                [*earlier_notes, *report.notes, note])
         raise migration_failed(failure, report, prepared.request, prepared.preflight)
     warn(migrated_anyway_warning(error))
     return Executed([*earlier_notes, *report.notes], policy_actions, migration_phases(outcome))

@@ -99,7 +99,6 @@ class MonitorOutcome:
     samples: int = 0
     last_stats: dict[str, Any] = field(default_factory=dict)
     paused_by_us: bool = False
-    postcopy_started: bool = False
     aborted: bool = False
     abort_reason: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -109,12 +108,16 @@ class MonitorOutcome:
     postcopy_at: float | None = None
     ended_at: float | None = None
 
+    @property
+    def postcopy_started(self) -> bool:
+        return self.postcopy_at is not None
+
 
 def migration_phases(outcome: MonitorOutcome) -> dict[str, Any]:
     """How long the migration spent in pre-copy and in post-copy (seconds; None for a phase it never reached)."""
     if outcome.started_at is None or outcome.ended_at is None:
         return {}
-    switched = outcome.postcopy_at if outcome.postcopy_started else None
+    switched = outcome.postcopy_at
     precopy_end = switched if switched is not None else outcome.ended_at
     return {
         "precopy_seconds": round(precopy_end - outcome.started_at, 3),
@@ -223,7 +226,6 @@ class MigrationMonitor:
             return
         if sample.active and not self.policy.postcopy_started and self.in_postcopy():
             self.policy.observe_postcopy(now)
-            self.outcome.postcopy_started = True
             self.outcome.postcopy_at = now
         for action in self.policy.evaluate(now, sample):
             self.apply(now, action)
@@ -247,7 +249,6 @@ class MigrationMonitor:
                 self.domain.migrateSetMaxDowntime(int(action.value or 0), 0)
             elif action.action == POSTCOPY:
                 self.domain.migrateStartPostCopy(0)
-                self.outcome.postcopy_started = True
                 self.outcome.postcopy_at = now
             elif action.action == SUSPEND:
                 self.domain.suspend()
