@@ -92,7 +92,19 @@ def boot_machine(topology: Topology, paths: LabPaths, host: Host, merged: Path, 
         # nfs-ganesha's VFS backend opens files by NFS handle; nspawn filters these calls.
         # The handles resolve only on the export's own tmpfs: overlayfs offers none.
         cmd.append("--system-call-filter=open_by_handle_at name_to_handle_at")
-    spawn_in_cgroup(cmd, topology.name, host.name, paths.machine_dir(host.name) / "console.log")
+    spawn_in_cgroup(restarted_on_reboot(cmd), topology.name, host.name, paths.machine_dir(host.name) / "console.log")
+
+
+# A machine that reboots (`systemctl reboot`, ansible.builtin.reboot) makes systemd-nspawn exit with
+# 133; like systemd-nspawn@.service (RestartForceExitStatus=133), the lab starts it again, so a
+# rolling maintenance's reboots really happen. Any other exit (poweroff, a crash, `down`) ends it.
+REBOOT_EXIT_STATUS = 133
+
+
+def restarted_on_reboot(cmd: list[str]) -> list[str]:
+    loop = (f'while :; do "$@"; status=$?; [ "$status" -eq {REBOOT_EXIT_STATUS} ] || exit "$status"; '
+            'echo "[lab] the machine rebooted: booting it again"; done')
+    return ["/bin/sh", "-c", loop, "virtops-lab-machine", *cmd]
 
 
 def wait_until_booted(topology: Topology, paths: LabPaths, host: Host) -> str:
