@@ -35,6 +35,7 @@ description:
     the others and then fails, naming it. O(on_failure=stop) moves nothing.
   - The module fails when the host was not emptied (a guest failed, fits nowhere or was not started). The
     full result, with the report, is returned with the failure, and the report file is written.
+  - The operator stops a run with a cancel request, a file on the source host (O(cancel_path)).
 author:
   - virtops.migration maintainers (@virtops)
 requirements:
@@ -223,6 +224,19 @@ options:
     type: str
     choices: [json, text]
     default: json
+  cancel_path:
+    description:
+      - "The operator's cancel request, a file on the host the module runs on. While this file exists the run starts
+        nothing: a run started while it exists refuses before anything changes (check mode too), naming the file and
+        when it was written; a running run that sees it appear (checked at least once a second) starts no new move,
+        aborts its running live migrations except one already in post-copy (aborting that would lose the guest: it is
+        left to finish and the report says so), and ends with every guest in the report; the result has
+        RV(cancelled=true) and C(failed=true)."
+      - "Withdraw the request by removing the file. An empty string turns cancel requests off."
+      - "A guest whose migration was aborted stays on its source, running as it was (the migrate code path's usual
+        recovery); its row and those of the guests not started say V(cancelled)."
+    type: path
+    default: /var/lib/virtops/cancel
   live:
     description:
       - Must stay V(true). Running guests always migrate live and stopped guests offline (O(stopped_guests)).
@@ -372,6 +386,13 @@ msg:
   returned: always
   type: str
   sample: "the guests cannot all be placed: 1 guest(s) were not moved: big1 (unplaceable: fits nowhere: ...)"
+cancelled:
+  description:
+    - The operator's cancel request (O(cancel_path)) stopped the run. RV(msg) names the request and when it was
+      written, and counts the guests moved, the migrations aborted and the guests not started.
+  returned: when the run was cancelled
+  type: bool
+  sample: true
 source:
   description: The source host's URI and name (its hostname as libvirt reports it).
   returned: success, and when the host was not emptied
@@ -414,9 +435,10 @@ vms:
   description:
     - One entry per guest, in plan order, then the guests left on the source.
     - C(result) is V(migrated), V(finished) (an interrupted move completed without migrating again),
-      V(unchanged), V(failed), V(unplaceable), V(not_started) (O(on_failure=stop)), V(left)
-      (O(stopped_guests=leave), or a paused guest refused by O(on_paused_source=refuse)), and in check mode
-      V(planned) or V(would_fail).
+      V(unchanged), V(failed), V(unplaceable), V(not_started) (O(on_failure=stop)), V(cancelled) (the operator's
+      cancel request, see O(cancel_path), aborted its migration or kept it from starting; the guest stays on the
+      source), V(left) (O(stopped_guests=leave), or a paused guest refused by O(on_paused_source=refuse)), and in
+      check mode V(planned) or V(would_fail).
     - C(pause_reason) is libvirt's reason for a guest found paused, null otherwise; the text report says under
       the table whether it was resumed (a migration had paused it) or moved paused.
     - C(seconds) is the time the guest's migration took, C(downtime_ms) and C(data_sent_bytes) come from
@@ -514,7 +536,9 @@ check_mode:
   type: bool
   sample: false
 error:
-  description: A failure before any guest was handled (bad options, source unreachable), broken down as in the migrate module.
+  description:
+    - A failure before any guest was handled (bad options, source unreachable), broken down as in the migrate module.
+    - C(kind) V(cancelled) is a run refused because the operator's cancel request stands (O(cancel_path)).
   returned: on such a failure
   type: dict
   sample: {kind: validation, operation: validate options, message: destinations is empty, domain: null,

@@ -30,6 +30,7 @@ description:
   - At most O(max_parallel) migrations run at once, and at most O(max_parallel_per_destination) into the
     restored host. The module fails when a guest that belongs home did not get there (failed, does not fit, or
     not started); the full result, with the report, is returned with the failure.
+  - The operator stops a run with a cancel request, a file on the restored host (O(cancel_path)).
 author:
   - virtops.migration maintainers (@virtops)
 requirements:
@@ -151,6 +152,19 @@ options:
     type: str
     choices: [json, text]
     default: json
+  cancel_path:
+    description:
+      - "The operator's cancel request, a file on the host the module runs on. While this file exists the run starts
+        nothing: a run started while it exists refuses before anything changes (check mode too), naming the file and
+        when it was written; a running run that sees it appear (checked at least once a second) starts no new move,
+        aborts its running live migrations except one already in post-copy (aborting that would lose the guest: it is
+        left to finish and the report says so), and ends with every guest in the report; the result has
+        RV(cancelled=true) and C(failed=true)."
+      - "Withdraw the request by removing the file. An empty string turns cancel requests off."
+      - "A guest whose migration was aborted stays on its search host, running as it was (the migrate code path's usual
+        recovery); its row and those of the guests not started say V(cancelled)."
+    type: path
+    default: /var/lib/virtops/cancel
   live:
     description:
       - Must stay V(true). Running guests always migrate live and stopped guests offline.
@@ -207,6 +221,13 @@ msg:
   returned: always
   type: str
   sample: "3 guest(s) handled"
+cancelled:
+  description:
+    - The operator's cancel request (O(cancel_path)) stopped the run. RV(msg) names the request and when it was
+      written, and counts the guests moved, the migrations aborted and the guests not started.
+  returned: when the run was cancelled
+  type: bool
+  sample: true
 run_id:
   description: This run's identifier, in the report and in every audit log line of the run.
   returned: success, and when a guest did not come home
@@ -253,7 +274,9 @@ vms:
     - One row per guest of the restored host. C(from) is where it was, C(to) the restored host (null when it
       stays). C(result) is V(migrated), V(finished) (an interrupted move finished), V(unchanged) (already home;
       its origin record cleared), V(left) (its origin is gone), V(unplaceable) (does not fit), V(failed),
-      V(not_started), or in check mode V(planned) and V(would_fail). C(details) holds the migrate result.
+      V(not_started), V(cancelled) (the operator's cancel request, see O(cancel_path), aborted its migration or
+      kept it from starting; the guest stays where it was), or in check mode V(planned) and V(would_fail).
+      C(details) holds the migrate result.
   returned: success, and when a guest did not come home
   type: list
   elements: dict
@@ -309,7 +332,9 @@ check_mode:
   type: bool
   sample: false
 error:
-  description: A failure before any guest was handled (bad options, restored host in maintenance or unreachable).
+  description:
+    - A failure before any guest was handled (bad options, restored host in maintenance or unreachable).
+    - C(kind) V(cancelled) is a run refused because the operator's cancel request stands (O(cancel_path)).
   returned: on such a failure
   type: dict
   sample: {kind: validation, operation: validate options, message: "hv1 is still in maintenance (maintenance_hosts): nothing was moved",

@@ -192,6 +192,12 @@ class JobError(MigrationError):
     kind = "job"
 
 
+class CancelRequested(MigrationError):
+    """The operator asked the runs on this host to stop (a cancel request); nothing was started."""
+
+    kind = "cancelled"
+
+
 class MigrationInProgress(MigrationError):
     """A migration job for this domain is already running (another run?)."""
 

@@ -54,6 +54,7 @@ def evacuate_argument_spec() -> dict[str, Any]:
         "lock_timeout": {"type": "float", "default": defaults.lock_timeout},
         "report_path": {"type": "path"},
         "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
+        "cancel_path": {"type": "path", "default": defaults.cancel_path},
     })
     spec.update(audit_log_argument_spec())
     return spec

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    DEFAULT_CANCEL_PATH,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     ValidationError,
 )
@@ -82,13 +85,15 @@ class EvacuationOptions:
     report_path: str | None = None
     report_format: str = "json"
     audit_log: str | None = None
+    cancel_path: str = DEFAULT_CANCEL_PATH
+    """The operator's cancel request (``_common/cancel.py``); empty: cancel requests are off."""
     migration: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvacuationOptions:
         own = {"uri", "include", "exclude", "constraints", "host_labels", "stopped_guests", "maintenance_hosts", "memory_reserve_mib",
                "max_parallel", "max_parallel_per_destination", "on_failure", "plan_file", "progress_path",
-               "progress_interval", "lock_timeout", "report_path", "report_format", "audit_log"}
+               "progress_interval", "lock_timeout", "report_path", "report_format", "audit_log", "cancel_path"}
         values = {key: params[key] for key in own if params.get(key) is not None}
         for key in ("include", "exclude", "maintenance_hosts"):
             if key in values:

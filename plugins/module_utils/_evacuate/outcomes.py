@@ -22,9 +22,11 @@ NOT_STARTED = "not_started"
 LEFT = "left"
 PLANNED = "planned"
 WOULD_FAIL = "would_fail"
+CANCELLED = "cancelled"
+"""The operator's cancel request stopped the guest's move: aborted while it ran, or never started."""
 # Progress-only states: QUEUED and MIGRATING (in _common/progress.py, the shared progress writer).
 
-PROBLEM_RESULTS = (FAILED, UNPLACEABLE, NOT_STARTED, WOULD_FAIL)
+PROBLEM_RESULTS = (FAILED, UNPLACEABLE, NOT_STARTED, WOULD_FAIL, CANCELLED)
 MOVED_RESULTS = (MIGRATED, FINISHED, UNCHANGED)
 """The guest is on its destination (a re-run sees it there)."""
 ON_DESTINATION_RESULTS = (*MOVED_RESULTS, PLANNED)

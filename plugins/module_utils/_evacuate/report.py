@@ -19,11 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelRequest,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.files import (
     write_atomic,
     write_kept,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
+    CANCELLED,
+    FINISHED,
     LEFT,
     MIGRATED,
     NOT_STARTED,
@@ -36,6 +41,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcom
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
     PlacementPlan,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    CANCEL_DURING_POSTCOPY,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconcile import (
     RESUME_SOURCE,
@@ -113,11 +121,11 @@ def render_text(report: Mapping[str, Any]) -> str:
 def _note(row: Mapping[str, Any]) -> str | None:
     """The line the report adds under the table for ``row``: its problem, or that it was re-placed."""
     parts = []
-    if row.get("pause_reason") and row.get("result") not in (LEFT, UNPLACEABLE, NOT_STARTED):
+    if row.get("pause_reason") and row.get("result") not in (LEFT, UNPLACEABLE, NOT_STARTED, CANCELLED):
         parts.append(paused_note(row))
     if row.get("re_placed_from"):
         parts.append("re-placed from {} (lost during the run)".format(", ".join(row["re_placed_from"])))
-    if row.get("message") and row.get("result") not in (MIGRATED, UNCHANGED):
+    if row.get("message") and (row.get("result") not in (MIGRATED, UNCHANGED) or row["message"] == CANCEL_DURING_POSTCOPY):
         parts.append(str(row["message"]))
     return "{}: {}".format(row.get("name"), "; ".join(parts)) if parts else None
 
@@ -183,6 +191,8 @@ class EvacuationFacts:
     seconds: float
     run_id: str | None = None
     time: str | None = None
+    cancel: CancelRequest | None = None
+    """The operator's cancel request the run saw while it ran (None: not cancelled)."""
 
 
 def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -201,6 +211,8 @@ def evacuation_result(facts: EvacuationFacts, rows: list[dict[str, Any]]) -> dic
     report = {"source_name": facts.source_name, "source_uri": facts.source_uri, "check_mode": facts.check_mode,
               "summary": summary, "vms": report_rows, "run_id": facts.run_id, "time": facts.time}
     message = failure_message(rows, facts.check_mode)
+    if facts.cancel is not None:
+        message = cancelled_message(rows, facts.cancel)
     return {
         # a plan that would fail changes nothing: the run it predicts is refused
         "changed": summary["changed"] > 0 and not (facts.check_mode and message is not None),
@@ -220,6 +232,7 @@ def evacuation_result(facts: EvacuationFacts, rows: list[dict[str, Any]]) -> dic
         "placement": placement(rows, facts.source_name),
         "failed": message is not None,
         "msg": message or done_message(rows, facts.check_mode),
+        **({"cancelled": True} if facts.cancel is not None else {}),
     }
 
 
@@ -241,6 +254,19 @@ def failure_message(rows: list[dict[str, Any]], check_mode: bool) -> str | None:
     unplaceable = [row for row in problems if row["result"] == UNPLACEABLE]
     prefix = "the guests cannot all be placed: " if unplaceable else ""
     return f"{prefix}{len(problems)} guest(s) {verb}: {names}"
+
+
+def cancelled_message(rows: list[dict[str, Any]], cancel: CancelRequest) -> str:
+    """Why a cancelled run ended: the request, then what became of the moves (and any other problem)."""
+    moved = [row for row in rows if row["result"] in (MIGRATED, FINISHED)]
+    stopped = [row for row in rows if row["result"] == CANCELLED]
+    aborted = sum(1 for row in stopped if row["details"].get("cancelled"))
+    in_postcopy = sum(1 for row in moved if row["message"] == CANCEL_DURING_POSTCOPY)
+    finished_note = f" ({in_postcopy} in post-copy when the cancel came: left to finish)" if in_postcopy else ""
+    message = (f"cancelled by the operator ({cancel.describe()}): {len(moved)} moved{finished_note}, {aborted} aborted, "
+               f"{len(stopped) - aborted} not started")
+    others = failure_message([row for row in rows if row["result"] != CANCELLED], check_mode=False)
+    return f"{message}; besides, {others}" if others else message
 
 
 def done_message(rows: list[dict[str, Any]], check_mode: bool) -> str:

@@ -7,11 +7,13 @@
 
 """Empty a hypervisor: options -> lock -> discover -> place -> migrate (or, in check mode, check) -> result.
 
-validate the options (``options.py``) -> take the source's evacuation lock -> discover
+validate the options (``options.py``) -> refuse while the operator's cancel request stands
+(``_common/cancel.py``; read again once the lock is taken) -> take the source's evacuation lock -> discover
 (``discovery.py``) -> place (``placement.py``) -> check mode: the migrate code path in check mode per
 guest; run mode: the migrate code path per guest in worker threads (``scheduler.py``), each with its
 own libvirt connections -> the result and the report (``report.py``). Progress is published all along
-(``progress.py``).
+(``progress.py``). A cancel request that appears during the run starts no more moves and aborts the
+running ones through their job monitors (never one in post-copy); the result says ``cancelled``.
 
 Each guest's migration is the migrate module's own code path (``run_migration``), so it is
 idempotent by UUID and recovers from failures the same way; a re-run after an interruption finds
@@ -36,6 +38,12 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.audit im
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
     new_run_id as new_evacuation_run_id,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelCheck,
+    CancelRequest,
+    CancelWatch,
+    refuse_if_requested,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
@@ -68,6 +76,7 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.origin
     migrate_recording_origin,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
+    CANCELLED,
     FAILED,
     FINISHED,
     LEFT,
@@ -120,6 +129,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.connect
     local_addresses_of,
     open_connection,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    CANCEL_DURING_POSTCOPY,
+    left_to_finish_after_cancel,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.reconcile import (
     MIGRATING_ACTIONS,
 )
@@ -141,7 +154,7 @@ class EvacuationEnvironment:
     """What an evacuation uses from the world around it.
 
     ``migrate_guest`` runs one guest's migration; by default ``run_migration`` with this
-    environment's ``connect`` and ``resolves_locally``.
+    environment's ``connect`` and ``resolves_locally``, its job monitor hearing the cancel request.
     """
 
     connect: Callable[..., Any] = open_connection
@@ -153,10 +166,11 @@ class EvacuationEnvironment:
     migrate_guest: MigrateGuest | None = None
     wall_clock: Callable[[], float] = time.time
 
-    def migrator(self) -> MigrateGuest:
+    def migrator(self, cancel_requested: CancelCheck | None = None) -> MigrateGuest:
         if self.migrate_guest is not None:
             return self.migrate_guest
-        environment = MigrationEnvironment(connect=self.connect, resolves_locally=self.resolves_locally)
+        environment = MigrationEnvironment(connect=self.connect, resolves_locally=self.resolves_locally,
+                                           cancel_requested=cancel_requested)
         return lambda request, check_mode: run_migration(request, check_mode, environment)
 
 
@@ -166,6 +180,7 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
     env = environment or EvacuationEnvironment()
     started = env.clock()
     sources = validate_options(options, env.resolves_locally)
+    refuse_if_requested(options.cancel_path, "evacuate", options.uri)
     followed = plan_to_follow(options, check_mode)
     warnings: list[str] = []
     trail = AuditTrail(None if check_mode else options.audit_log, new_evacuation_run_id(env.wall_clock), env.wall_clock)
@@ -178,6 +193,8 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
     with evacuation_lock(options.uri, options.lock_timeout, check_mode, waiting, env.lock_path, env.sleep) as lock:
         if lock.warning:
             warnings.append(lock.warning)
+        refuse_if_requested(options.cancel_path, "evacuate", options.uri)  # written while this run waited
+        watch = CancelWatch(None if check_mode else options.cancel_path)
         discovery = discover(options, sources, env.connect)
         arrived: tuple[PlannedGuest, ...] = ()
         if followed is None:
@@ -189,10 +206,11 @@ def run_evacuation(options: EvacuationOptions, check_mode: bool = False,
             # constraint it leaves without a host.
             placer, plan, arrived = follow_plan(options, followed, discovery, env.connect)
             refuse_unsatisfiable(unsatisfiable(discovery.guests, discovery.destinations), source_uri=options.uri)
-        rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings, trail)
+        rows = handle_guests(options, check_mode, env, discovery.source_name, plan, placer, warnings, trail, watch)
         rows += [arrived_row(guest, discovery.source_name) for guest in arrived]
         rows += [left_row(entry, discovery.source_name) for entry in discovery.left]
-        result = result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3), trail)
+        result = result_of(options, check_mode, discovery, plan, rows, warnings, round(env.clock() - started, 3), trail,
+                           watch.request)
         return with_plan_file(result, options, check_mode, discovery, plan, followed)
 
 
@@ -246,7 +264,7 @@ def progress_file(options: EvacuationOptions, check_mode: bool) -> str | None:
 
 def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationEnvironment, source_name: str,
                   plan: PlacementPlan, placer: Placer, warnings: list[str],
-                  trail: AuditTrail | None = None) -> list[dict[str, Any]]:
+                  trail: AuditTrail | None = None, cancelled: CancelCheck | None = None) -> list[dict[str, Any]]:
     """Check, refuse or migrate the planned guests while their progress is published; returns their rows."""
     progress = Progress(source_name, options.uri, check_mode, done_states=MOVED_RESULTS, problem_states=PROBLEM_RESULTS)
     ledger = GuestLedger(source_name, plan, progress, warnings, trail and MoveTrail(trail, AUDIT_ACTION),
@@ -255,7 +273,7 @@ def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationE
                             options.uri, env.connect, env.on_progress)
     writer.start()
     try:
-        end = move_guests(options, check_mode, plan, placer, ledger, env.migrator())
+        end = move_guests(options, check_mode, plan, placer, ledger, env.migrator(cancelled), cancelled)
     finally:
         ledger.progress.finish()
         warnings.extend(f"progress: {text}" for text in writer.stop())
@@ -265,8 +283,11 @@ def handle_guests(options: EvacuationOptions, check_mode: bool, env: EvacuationE
 
 
 def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPlan, placer: Placer,
-                ledger: GuestLedger, migrate_guest: MigrateGuest) -> ScheduleEnd:
-    """Check each placed guest (check mode), refuse them all, or migrate them; returns what was not started."""
+                ledger: GuestLedger, migrate_guest: MigrateGuest, cancelled: CancelCheck | None = None) -> ScheduleEnd:
+    """Check each placed guest (check mode), refuse them all, or migrate them; returns what was not started.
+
+    Once ``cancelled`` answers no more guests start; those left are reported ``cancelled``.
+    """
     placed = [item for item in plan.assignments if item.placed]
 
     def migrate(item: Assignment) -> GuestOutcome:
@@ -289,9 +310,10 @@ def move_guests(options: EvacuationOptions, check_mode: bool, plan: PlacementPla
             return queue  # a plan is executed as written: no guest goes where the plan does not send it
         return reroute_after_loss(failed, outcome, queue, placer, ledger)
 
-    end = run_schedule(placed, limits, migrate, ledger.started, ledger.finish, reroute)
+    end = run_schedule(placed, limits, migrate, ledger.started, ledger.finish, reroute, cancelled)
+    unstarted = CANCELLED if end.cancelled_by else NOT_STARTED
     for item in end.unstarted:
-        ledger.finish(item, GuestOutcome(NOT_STARTED, end.why_unstarted))
+        ledger.finish(item, GuestOutcome(unstarted, end.why_unstarted))
     return end
 
 
@@ -304,8 +326,11 @@ def migration_outcome(migrate_guest: MigrateGuest, options: EvacuationOptions, i
     except MigrationError as error:
         details = error.to_result()
         details["changed"] = bool(details.get("changed"))
-        return GuestOutcome(WOULD_FAIL if check_mode else FAILED, str(error), details)
-    return GuestOutcome(result_of_migration(result, check_mode), result.get("explanation"), dict(result))
+        failed = WOULD_FAIL if check_mode else CANCELLED if details.get("cancelled") else FAILED
+        return GuestOutcome(failed, str(error), details)
+    message = CANCEL_DURING_POSTCOPY if left_to_finish_after_cancel(result.get("policy_actions") or []) \
+        else result.get("explanation")
+    return GuestOutcome(result_of_migration(result, check_mode), message, dict(result))
 
 
 def result_of_migration(result: Mapping[str, Any], check_mode: bool) -> str:
@@ -398,8 +423,9 @@ class GuestLedger:
         """The audit record of a move that started (its start and end bound the time the guest was on both hosts)."""
         if self.moves is None:
             return
+        result = FAILED if outcome.result == CANCELLED else outcome.result  # an aborted move failed, as the log says it
         warning = self.moves.finished(
-            item.guest.uuid, outcome.result, guest_name=item.guest.name,
+            item.guest.uuid, result, guest_name=item.guest.name,
             source=self.by_uuid[item.guest.uuid].get("from") or self.source_name,
             destination=item.destination, flags=self.flags_of(item),
             downtime_ms=downtime_of(outcome.migration), message=outcome.message)
@@ -434,12 +460,12 @@ def left_row(entry: LeftGuest, source_name: str) -> dict[str, Any]:
 
 def result_of(options: EvacuationOptions, check_mode: bool, discovery: Discovery, plan: PlacementPlan,
               rows: list[dict[str, Any]], warnings: list[str], seconds: float,
-              trail: AuditTrail | None = None) -> dict[str, Any]:
+              trail: AuditTrail | None = None, cancel: CancelRequest | None = None) -> dict[str, Any]:
     run_id = trail.run_id if trail else None
     facts = EvacuationFacts(source_name=discovery.source_name, source_uri=options.uri, check_mode=check_mode,
                             plan=plan, filtered=discovery.filtered, warnings=warnings,
                             report_path=options.report_path, progress_path=options.progress_path, seconds=seconds,
-                            run_id=run_id, time=iso_utc(trail.clock()) if trail else None)
+                            run_id=run_id, time=iso_utc(trail.clock()) if trail else None, cancel=cancel)
     result = evacuation_result(facts, rows)
     if options.report_path and not check_mode:
         result = write_report(result, options.report_path, options.report_format, run_id)

@@ -9,9 +9,11 @@
 
 Workers start in plan order, at most ``max_parallel`` at once and ``max_parallel_per_destination``
 into one destination. After a failed guest: ``stop`` starts nothing more; ``continue`` hands the
-queue to ``reroute``, which may send the queued guests elsewhere. The scheduler reports each start
-and finish through callbacks and returns what it did not start; a worker that crashes ends the
-schedule (those running finish) and is returned with its traceback.
+queue to ``reroute``, which may send the queued guests elsewhere. Once ``cancelled`` answers (read
+at least every ``CHECK_SECONDS``) nothing more starts; those running end as their migrations do
+(each one's job monitor aborts it). The scheduler reports each start and finish through callbacks
+and returns what it did not start; a worker that crashes ends the schedule (those running finish)
+and is returned with its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CHECK_SECONDS,
+    CancelCheck,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
     FAILED,
     GuestOutcome,
@@ -49,24 +55,28 @@ class Crash:
 
 @dataclass(frozen=True)
 class ScheduleEnd:
-    """What the schedule did not start, and why: a failure under ``stop``, or a crash."""
+    """What the schedule did not start, and why: a failure under ``stop``, the operator's cancel, or a crash."""
 
     unstarted: list[Assignment] = field(default_factory=list)
     stopped_by: str | None = None
     crash: Crash | None = None
+    cancelled_by: str | None = None
+    """Where the cancel request that stopped the schedule is (its file), None when none did."""
 
     @property
     def why_unstarted(self) -> str:
         if self.stopped_by:
             return f"not started: on_failure is stop and {self.stopped_by} failed"
+        if self.cancelled_by:
+            return f"not started: cancelled by the operator ({self.cancelled_by})"
         return "not started: an evacuation worker crashed"
 
 
 def run_schedule(queue: list[Assignment], limits: Limits, migrate: Migrate,
                  on_start: Callable[[Assignment], object], on_finish: Callable[[Assignment, GuestOutcome], object],
-                 reroute: Reroute) -> ScheduleEnd:
+                 reroute: Reroute, cancelled: CancelCheck | None = None) -> ScheduleEnd:
     """Migrate each guest of ``queue`` (see the module docstring); returns what was not started."""
-    return Scheduler(queue, limits, migrate, on_start, on_finish, reroute).run()
+    return Scheduler(queue, limits, migrate, on_start, on_finish, reroute, cancelled).run()
 
 
 class Scheduler:
@@ -74,13 +84,15 @@ class Scheduler:
 
     def __init__(self, queue: list[Assignment], limits: Limits, migrate: Migrate,
                  on_start: Callable[[Assignment], object], on_finish: Callable[[Assignment, GuestOutcome], object],
-                 reroute: Reroute) -> None:
+                 reroute: Reroute, cancelled: CancelCheck | None = None) -> None:
         self.queue = list(queue)
         self.limits = limits
         self.migrate = migrate
         self.on_start = on_start
         self.on_finish = on_finish
         self.reroute = reroute
+        self.cancelled = cancelled
+        self.cancelled_by: str | None = None
         self.active = 0
         self.per_destination: dict[str, int] = {}
         self.stopped_by: str | None = None
@@ -91,17 +103,30 @@ class Scheduler:
     def run(self) -> ScheduleEnd:
         with self.condition:
             while True:
-                if self.stopped_by is None and self.crash is None:
+                self.check_cancel()
+                if not self.halted():
                     item = self.next_startable()
                     if item is not None:
                         self.start(item)
                         continue
-                if self.active == 0 and (not self.queue or self.stopped_by or self.crash):
+                if self.active == 0 and (not self.queue or self.halted()):
                     break
-                self.condition.wait()
+                self.condition.wait(None if self.cancelled is None else CHECK_SECONDS)
         for thread in self.threads:
             thread.join()
-        return ScheduleEnd(list(self.queue), self.stopped_by, self.crash)
+        return ScheduleEnd(list(self.queue), self.stopped_by, self.crash, self.cancelled_by)
+
+    def halted(self) -> bool:
+        """Nothing more starts: a failure under ``stop``, a crash, or the operator's cancel."""
+        return bool(self.stopped_by or self.crash or self.cancelled_by)
+
+    def check_cancel(self) -> None:
+        """Read the cancel request while moves may still start (once seen, the schedule stays cancelled)."""
+        if self.cancelled is None or self.halted() or not self.queue:
+            return
+        answer = self.cancelled()
+        if answer:
+            self.cancelled_by = answer if isinstance(answer, str) else "a cancel request"
 
     def next_startable(self) -> Assignment | None:
         if self.active >= self.limits.max_parallel:
@@ -144,7 +169,7 @@ class Scheduler:
     def after_failure(self, item: Assignment, outcome: GuestOutcome) -> None:
         """on_failure: stop starts nothing more; continue lets ``reroute`` rearrange the queue."""
         if self.limits.stop_after_failure:
-            if self.stopped_by is None:
+            if self.stopped_by is None and self.cancelled_by is None:
                 self.stopped_by = item.guest.name
             return
         self.queue = self.reroute(item, outcome, self.queue)

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelCheck,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
     MigrationFailed,
@@ -116,10 +119,11 @@ class Executed:
 
 @dataclass(frozen=True)
 class Timekeeping:
-    """The run's clock and how the job monitor waits between polls."""
+    """The run's clock, how the job monitor waits between polls, and whether the operator cancelled (None: never)."""
 
     clock: Callable[[], float]
     wait: Waiter
+    cancel_requested: CancelCheck | None = None
 
 
 def execute(prepared: Prepared, session: Session, timekeeping: Timekeeping, warn: Warn) -> Executed:
@@ -238,7 +242,7 @@ def migrate_live(prepared: Prepared, session: Session, timekeeping: Timekeeping,
     before = Before(prepared.found.observed, resumed_by_us=RESUME_SOURCE in prepared.decision.actions)
     report = recover_failed(prepared.located.uuid, before, outcome.paused_by_us, session, timekeeping.clock)
     if not report.migrated_anyway:
-        if goes_on_in_precopy(prepared.request, error, report):
+        if not outcome.cancelled and goes_on_in_precopy(prepared.request, error, report):
             note = (f"the destination cannot do post-copy ({libvirt_error_text(error)}); nothing had moved and the "
                     "domain runs on the source only: migrating again in pre-copy (on_postcopy_unavailable: precopy)")
             warn(note)
@@ -275,7 +279,8 @@ def watch_migration(prepared: Prepared, session: Session, policy: ConvergencePol
     outcome: MonitorOutcome | None = None
     try:
         watched = lookup_by_uuid(monitor_conn, prepared.located.uuid) if monitor_conn is not None else None
-        monitor = MigrationMonitor(watched or prepared.found.source_dom, policy, timekeeping.clock, timekeeping.wait)
+        monitor = MigrationMonitor(watched or prepared.found.source_dom, policy, timekeeping.clock, timekeeping.wait,
+                                   timekeeping.cancel_requested)
         outcome = monitor.run(migrate_call(prepared, session))
     finally:
         abandoned = outcome is not None and outcome.call_abandoned

@@ -25,6 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CHECK_SECONDS,
+    CancelCheck,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     libvirt_error_text,
 )
@@ -85,6 +89,11 @@ def give_up_at(started_at: float, hard_timeout: float | None, aborted_at: float 
     return min(limits) if limits else None
 
 
+def cancel_reason(requested: str) -> str:
+    """Why the job was aborted when the operator cancelled the run (``requested``: where the request is)."""
+    return f"cancelled by the operator ({requested})"
+
+
 def wait_on_event(event: threading.Event, seconds: float) -> None:
     """Default waiter: sleep ``seconds`` or until the migration call returns."""
     event.wait(seconds)
@@ -104,6 +113,7 @@ class MonitorOutcome:
     warnings: list[str] = field(default_factory=list)
     call_abandoned: bool = False
     foreign_job_seen: bool = False
+    cancelled: bool = False  # the operator's cancel request aborted the job
     started_at: float | None = None  # the run's clock: the call began, post-copy began, the call returned
     postcopy_at: float | None = None
     ended_at: float | None = None
@@ -135,11 +145,13 @@ class MigrationMonitor:
         policy: ConvergencePolicy,
         clock: Callable[[], float] = time.monotonic,
         wait: Waiter = wait_on_event,
+        cancel_requested: CancelCheck | None = None,
     ) -> None:
         self.domain = domain
         self.policy = policy
         self.clock = clock
         self.wait = wait
+        self.cancel_requested = cancel_requested
         self.outcome = MonitorOutcome()
         self.aborted_at: float | None = None
 
@@ -167,11 +179,16 @@ class MigrationMonitor:
                 return self.abandon()
             if finished.is_set():
                 break
-            self.wait(finished, self.policy.config.poll_interval)
+            self.wait(finished, self.poll_seconds())
         thread.join()
         self.outcome.ended_at = self.clock()
         self.outcome.return_value, self.outcome.error = ended.get("value"), ended.get("error")
         return self.outcome
+
+    def poll_seconds(self) -> float:
+        """Seconds between two polls: the policy's interval, at most ``CHECK_SECONDS`` while cancel requests are heard."""
+        interval = self.policy.config.poll_interval
+        return interval if self.cancel_requested is None else min(interval, CHECK_SECONDS)
 
     def poll_in_time(self) -> bool:
         """Poll (bounded by when to give up, if that is set); False once it is time to stop waiting."""
@@ -227,8 +244,22 @@ class MigrationMonitor:
         if sample.active and not self.policy.postcopy_started and self.in_postcopy():
             self.policy.observe_postcopy(now)
             self.outcome.postcopy_at = now
+        if sample.active:
+            self.heed_cancel(now)
         for action in self.policy.evaluate(now, sample):
             self.apply(now, action)
+
+    def heed_cancel(self, now: float) -> None:
+        """Apply what the policy decides about the operator's cancel request, when one stands (the job is running)."""
+        requested = self.cancel_requested() if self.cancel_requested is not None else None
+        if not requested:
+            return
+        for action in self.policy.cancel(now, cancel_reason(requested)):
+            self.apply(now, action)
+            if action.action == ABORT and action.result == "ok":
+                self.outcome.cancelled = True
+            elif action.action == NOTE:
+                self.outcome.warnings.append(action.reason)
 
     def leave_foreign_job(self, sample: JobSample) -> None:
         """Another run's job holds the domain: the policy does nothing to it (this run's call will fail to start)."""

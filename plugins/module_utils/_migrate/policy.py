@@ -20,7 +20,9 @@ What it does, and where the idea comes from:
 - on either timeout ``on_timeout``: abort (default), postcopy or suspend
   (virsh --timeout-postcopy / --timeout-suspend);
 - a hard wall-clock ``timeout`` that always aborts (except once post-copy has
-  started, when aborting would lose the guest; that is recorded instead).
+  started, when aborting would lose the guest; that is recorded instead);
+- the operator's cancel request (``cancel``): abort, except once post-copy has
+  started (recorded instead, post-copy is left to finish).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ SUSPEND = "suspend"
 SET_DOWNTIME = "set_downtime"
 NOTE = "note"
 ON_TIMEOUT_CHOICES = (ABORT, POSTCOPY, SUSPEND)
+CANCEL_DURING_POSTCOPY = ("cancel requested during post-copy: aborting would lose the guest; post-copy is left to "
+                          "finish")
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,7 @@ class ConvergencePolicy:
     escalated: str | None = field(init=False, default=None)
     aborted: bool = field(init=False, default=False)
     hard_timeout_noted: bool = field(init=False, default=False)
+    cancel_noted: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.schedule = downtime_schedule(self.config, self.memory_bytes)
@@ -267,5 +272,27 @@ class ConvergencePolicy:
             self.escalated = POSTCOPY
             self._record(now, NOTE, "migration switched to post-copy outside the policy")
 
+    def cancel(self, now: float, reason: str) -> list[PolicyAction]:
+        """The operator cancelled the run: abort, unless post-copy has started (aborting would lose the guest).
+
+        Decision table: already aborted -> nothing; post-copy started -> one NOTE (once), no abort;
+        otherwise -> one ABORT with ``reason``. Calling it again decides nothing new.
+        """
+        if self.aborted:
+            return []
+        if self.postcopy_started:
+            if self.cancel_noted:
+                return []
+            self.cancel_noted = True
+            return [self._record(now, NOTE, CANCEL_DURING_POSTCOPY)]
+        self.aborted = True
+        return [self._record(now, ABORT, reason)]
+
     def summary(self) -> list[dict[str, Any]]:
         return [action.as_dict() for action in self.actions]
+
+
+def left_to_finish_after_cancel(policy_actions: list[dict[str, Any]]) -> bool:
+    """A migrate result's ``policy_actions`` say a cancel came during post-copy and the migration was left to finish."""
+    return any(action.get("action") == NOTE and action.get("reason") == CANCEL_DURING_POSTCOPY
+               for action in policy_actions)

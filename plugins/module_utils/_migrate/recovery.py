@@ -269,7 +269,9 @@ def migration_failed(failure: Failure, report: RecoveryReport, request: Migratio
                if info and info.active and not (side == DESTINATION and incoming)]
     recovery = [*failure.earlier_notes, *report.notes]
     message = "migration failed"
-    if outcome.aborted:
+    if outcome.cancelled:
+        message += f" ({outcome.abort_reason}: the running migration was aborted)"
+    elif outcome.aborted:
         message += f" (aborted by the convergence policy: {outcome.abort_reason})"
     if isinstance(error, MigrateCallAbandoned):
         message += f"; {error}"
@@ -290,6 +292,8 @@ def migration_failed(failure: Failure, report: RecoveryReport, request: Migratio
         "changed": bool(recovery), "recovery": recovery, "policy_actions": list(failure.policy_actions),
         "unreachable": unchecked,
         "placement": after, "last_job_stats": job_statistics(outcome.last_stats)}
+    if outcome.cancelled:
+        details["cancelled"] = True
     if isinstance(error, MigrateCallAbandoned):  # not libvirt's words: no "libvirt said"
         return MigrationFailed("migrate", message, hint=hint, details=details, **request.context())
     return MigrationFailed.from_libvirt("migrate", error, message, hint=hint, details=details, **request.context())

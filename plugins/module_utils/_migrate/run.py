@@ -23,6 +23,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelCheck,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
 )
@@ -100,7 +103,11 @@ FsTypeOf = Callable[[str], "str | None"]
 
 @dataclass(frozen=True)
 class MigrationEnvironment:
-    """What a run uses from the world around it: time, waiting, connecting, the local host's view."""
+    """What a run uses from the world around it: time, waiting, connecting, the local host's view.
+
+    ``cancel_requested`` (None: never) is asked on each poll of a live migration's job: once it answers, the
+    job is aborted unless post-copy has started (see ``ConvergencePolicy.cancel``).
+    """
 
     clock: Callable[[], float] = time.monotonic
     wait: Waiter = wait_on_event
@@ -110,6 +117,7 @@ class MigrationEnvironment:
     progress_path: str | None = None
     progress_interval: float = 1.0
     on_progress: OnSnapshot | None = None
+    cancel_requested: CancelCheck | None = None
 
 
 class RunLog:
@@ -194,7 +202,7 @@ def migrate(request: MigrationRequest, check_mode: bool, env: MigrationEnvironme
         with log.phase("migrate"), published_progress(
                 decision.migrates, prepared.located.name, prepared.located.uuid, request.uri, request.dest_uri, env.progress_path,
                 env.progress_interval, env.connect, env.on_progress, log.add_warning):
-            executed = execute(prepared, session, Timekeeping(env.clock, env.wait), log.add_warning)
+            executed = execute(prepared, session, Timekeeping(env.clock, env.wait, env.cancel_requested), log.add_warning)
         with log.phase("verify"):
             verified = verify(request, located.uuid, decision, session)
             log.add_warnings(verified.warnings)

@@ -52,5 +52,6 @@ def restore_argument_spec() -> dict[str, Any]:
         "report_path": {"type": "path"},
         "report_format": {"type": "str", "default": defaults.report_format, "choices": list(REPORT_FORMAT_CHOICES)},
         "labels": {"type": "dict", "default": {}},
+        "cancel_path": {"type": "path", "default": defaults.cancel_path},
     })
     return spec

@@ -19,6 +19,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    DEFAULT_CANCEL_PATH,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     ValidationError,
 )
@@ -47,7 +50,7 @@ __all__ = ["ON_FAILURE_CHOICES", "REPORT_FORMAT_CHOICES", "RestoreOptions", "val
 
 OWN_KEYS = ("uri", "dest_uri", "migrate_uri", "tls_destination", "maintenance_hosts", "memory_reserve_mib",
             "max_parallel", "max_parallel_per_destination", "on_failure", "progress_path", "progress_interval",
-            "lock_timeout", "report_path", "report_format", "audit_log", "labels")
+            "lock_timeout", "report_path", "report_format", "audit_log", "labels", "cancel_path")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class RestoreOptions:
     audit_log: str | None = None
     labels: Mapping[str, Any] = field(default_factory=dict)
     """The restored host's placement labels (a guest requiring labels comes home only when they match)."""
+    cancel_path: str = DEFAULT_CANCEL_PATH
+    """The operator's cancel request (``_common/cancel.py``); empty: cancel requests are off."""
     migration: dict[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     """guest uuid -> the URI of the search host that holds it (set once discovery found them)."""

@@ -7,13 +7,15 @@
 
 """Bring a host's guests home: options -> lock -> discover -> place -> migrate (or check) -> clear origins -> result.
 
-validate the options (``options.py``) -> take the restored host's lock, the one an evacuation of it
+validate the options (``options.py``) -> refuse while the operator's cancel request stands
+(``_common/cancel.py``; read again once the lock is taken) -> take the restored host's lock, the one an evacuation of it
 takes (``evacuation_lock``: a restore and an evacuation of one host never run at once) -> discover
 (``discovery.py``) -> place with the evacuation's Placer and the restored host as its single
 destination (capacity, CPU and every rule of ``Placer.problem`` apply unchanged) -> check mode: the
 migrate code path in check mode per guest; run mode: the evacuation's move loop and scheduler, each
 guest by the migrate code path (``run_migration``) from the search host that holds it -> once a guest
 is home its origin record is cleared -> the result and the report (``_evacuate/report.py``).
+A cancel request that appears during the run stops it as it stops an evacuation (``_evacuate/run.py``).
 
 Idempotent and resumable: the origin record stays in the guest's metadata until the guest is home,
 so a re-run finds what is left (a guest already home only has its record cleared, and reports
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ansible_collections.virtops.migration.plugins.module_utils._common.audit import (
@@ -32,6 +34,11 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.audit im
     MoveTrail,
     new_run_id,
     option_flags,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelCheck,
+    CancelWatch,
+    refuse_if_requested,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     MigrationError,
@@ -53,6 +60,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.constr
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.outcomes import (
     LEFT,
+    MOVED_RESULTS,
+    PROBLEM_RESULTS,
     UNCHANGED,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
@@ -123,21 +132,23 @@ class RestoreEnvironment:
     on_progress: OnSnapshot | None = None
     migrate_guest: MigrateGuest | None = None
 
-    def migrator(self) -> MigrateGuest:
+    def migrator(self, cancel_requested: CancelCheck | None = None) -> MigrateGuest:
         if self.migrate_guest is not None:
             return self.migrate_guest
-        environment = MigrationEnvironment(connect=self.connect, resolves_locally=self.resolves_locally)
+        environment = MigrationEnvironment(connect=self.connect, resolves_locally=self.resolves_locally,
+                                           cancel_requested=cancel_requested)
         return lambda request, check_mode: run_migration(request, check_mode, environment)
 
 
 @dataclass(frozen=True)
 class RestoreRun:
-    """One run's identity and settings, passed to each step."""
+    """One run's identity and settings, passed to each step (``cancel``: the operator's cancel request as seen so far)."""
 
     options: RestoreOptions
     check_mode: bool
     env: RestoreEnvironment
     trail: AuditTrail
+    cancel: CancelWatch = field(default_factory=lambda: CancelWatch(None))
 
     @property
     def run_id(self) -> str:
@@ -155,8 +166,9 @@ def run_restore(options: RestoreOptions, check_mode: bool = False,
     env = environment or RestoreEnvironment()
     started, wall_started = env.clock(), env.wall_clock()
     validate_options(options, env.resolves_locally)
+    refuse_if_requested(options.cancel_path, "restore", options.uri)
     trail = AuditTrail(None if check_mode else options.audit_log, new_run_id(env.wall_clock), env.wall_clock)
-    run = RestoreRun(options, check_mode, env, trail)
+    run = RestoreRun(options, check_mode, env, trail, CancelWatch(None if check_mode else options.cancel_path))
     warnings: list[str] = []
 
     def waiting(line: str) -> None:
@@ -167,6 +179,7 @@ def run_restore(options: RestoreOptions, check_mode: bool = False,
     with evacuation_lock(options.uri, options.lock_timeout, check_mode, waiting, env.lock_path, env.sleep) as lock:
         if lock.warning:
             warnings.append(lock.warning)
+        refuse_if_requested(options.cancel_path, "restore", options.uri)  # written while this run waited
         discovery = discover(options, env.connect)
         warnings.extend(discovery.warnings)
         refuse_unsatisfiable(unsatisfiable(discovery.guests, [discovery.host.capacity]), source_uri=options.uri)
@@ -186,13 +199,15 @@ def bring_home(run: RestoreRun, discovery: RestoreDiscovery, plan: PlacementPlan
                warnings: list[str]) -> list[dict[str, Any]]:
     """Check or migrate the placed guests with the evacuation's move loop while progress is published."""
     options = run.options.holding(discovery.sources)
-    ledger = RestoreLedger(discovery, plan, Progress(discovery.host.name, options.uri, run.check_mode), warnings,
-                           MoveTrail(run.trail, ACTION), lambda item: restore_flags(options, item))
+    progress = Progress(discovery.host.name, options.uri, run.check_mode, done_states=MOVED_RESULTS,
+                        problem_states=PROBLEM_RESULTS)
+    ledger = RestoreLedger(discovery, plan, progress, warnings, MoveTrail(run.trail, ACTION),
+                           lambda item: restore_flags(options, item))
     writer = SourcesProgressWriter(ledger.progress, run.progress_path, options.progress_interval, options.sources,
                                    run.env.connect, run.env.on_progress)
     writer.start()
     try:
-        end = move_guests(options, run.check_mode, plan, placer, ledger, homecoming(run))
+        end = move_guests(options, run.check_mode, plan, placer, ledger, homecoming(run), run.cancel)
     finally:
         ledger.progress.finish()
         warnings.extend(f"progress: {text}" for text in writer.stop())
@@ -218,7 +233,7 @@ def homecoming(run: RestoreRun) -> MigrateGuest:
 
     The ledger audits the move (``MoveTrail``), as the evacuation's does.
     """
-    migrate = run.env.migrator()
+    migrate = run.env.migrator(run.cancel)
 
     def move(request: MigrationRequest, check_mode: bool) -> Mapping[str, Any]:
         result = dict(migrate(request, check_mode))
@@ -323,7 +338,7 @@ def result_of(run: RestoreRun, discovery: RestoreDiscovery, plan: PlacementPlan,
     options, host = run.options, discovery.host
     facts = EvacuationFacts(source_name=host.name, source_uri=options.uri, check_mode=run.check_mode, plan=plan,
                             filtered=[], warnings=warnings, report_path=options.report_path,
-                            progress_path=options.progress_path, seconds=seconds)
+                            progress_path=options.progress_path, seconds=seconds, cancel=run.cancel.request)
     result = evacuation_result(facts, rows)
     del result["source"], result["filtered_out"]
     report = {**result["report"], "operation": "Restore", "run_id": run.run_id}

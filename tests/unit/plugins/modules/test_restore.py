@@ -76,3 +76,12 @@ def test_a_guest_that_does_not_fit_fails_the_module_with_the_report(module_world
     assert code == 1 and result["vms"][0]["result"] == "unplaceable"
     assert "report_lines" in result and lv.VIR_DOMAIN_RUNNING == module_world.hosts[HV2].domains[
         result["vms"][0]["uuid"]].state()[0]
+
+
+def test_a_standing_cancel_request_fails_the_module_naming_it(module_world, capsys, tmp_path):
+    cancel = tmp_path / "cancel"
+    cancel.write_text("maintenance window closed\n")
+    code, result = run_module_main(restore.main, {**ARGS, "cancel_path": str(cancel)}, capsys)
+    assert code == 1 and result["error"]["kind"] == "cancelled" and result["changed"] is False
+    assert f"a cancel request stands: {cancel}, written " in result["msg"]
+    assert "maintenance window closed" in result["msg"] and module_world.mutations == []

@@ -17,6 +17,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._common import (
 from ansible_collections.virtops.migration.plugins.module_utils._common import (
     errors as _errors,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._common.cancel import (
+    CancelRequest,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
     ValidationError,
 )
@@ -30,6 +33,8 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.option
     EvacuationOptions,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.report import (
+    cancelled_message,
+    guest_row,
     render_table,
     render_text,
 )
@@ -40,6 +45,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.run im
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.argspec import (
     migrate_argument_spec,
     migration_tuning_argument_spec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    CANCEL_DURING_POSTCOPY,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     MigrationEnvironment,
@@ -910,3 +918,131 @@ def test_module_returns_the_run_and_writes_the_default_audit_log(module_world, c
     code, result = run_module(MODULE_ARGS, capsys)
     assert code == 0 and result["audit_log"] == str(private_audit_log)
     assert [record["guest_name"] for record in audit_lines(private_audit_log)] == ["web1", None]
+
+
+# ---------------------------------------------------------------------------
+# The operator's cancel request
+
+
+WRITTEN = 1796219941.0  # 2026-12-02T13:59:01Z
+
+
+def write_cancel(path):
+    path.write_text("cancel requested from ctl1\n")
+    os.utime(path, (WRITTEN, WRITTEN))
+
+
+def test_a_standing_cancel_request_refuses_the_run_before_anything_changes(hosts, tmp_path):
+    six_guests(hosts)
+    cancel = tmp_path / "cancel"
+    write_cancel(cancel)
+    for check_mode in (True, False):
+        hosts.calls.clear()
+        with pytest.raises(_errors.CancelRequested) as caught:
+            evacuation(hosts, check_mode=check_mode, cancel_path=str(cancel)).run()
+        assert f"a cancel request stands: {cancel}, written 2026-12-02T13:59:01.000Z" in str(caught.value)
+        assert caught.value.hint.startswith("when the run may go ahead, withdraw the request")
+        assert hosts.calls == [] and hosts.mutations == []
+    assert len(hv(hosts, "hv1").domains) == len(SIZES)
+
+
+def test_an_empty_cancel_path_turns_requests_off(hosts, tmp_path):
+    add_guest(hosts, "web1", 512)
+    write_cancel(tmp_path / "cancel")
+    result = evacuation(hosts, cancel_path="").run()
+    assert result["failed"] is False and "cancelled" not in result
+
+
+def test_a_cancel_after_the_first_move_starts_no_more(hosts, tmp_path):
+    six_guests(hosts)
+    cancel = tmp_path / "cancel"
+    log = tmp_path / "audit.jsonl"
+    moved = []
+
+    def migrate(request, check):
+        result = world_migration(hosts)(request, check)
+        moved.append(request.name)
+        write_cancel(cancel)
+        return result
+
+    result = evacuation(hosts, max_parallel=1, cancel_path=str(cancel), audit_log=str(log),
+                        report_path=str(tmp_path / "report.txt"), report_format="text").using(
+        migrate_guest=migrate).run()
+    assert moved == ["db1"]
+    assert result["cancelled"] is True and result["failed"] is True
+    assert result["msg"] == (f"cancelled by the operator ({cancel}, written 2026-12-02T13:59:01.000Z): "
+                             "1 moved, 0 aborted, 5 not started")
+    assert rows(result)["db1"]["result"] == "migrated"
+    for name in ("db2", "app1", "app2", "web1", "web2"):
+        assert rows(result)[name]["result"] == "cancelled"
+        assert rows(result)[name]["message"] == f"not started: cancelled by the operator ({cancel})"
+        assert [where[0] for where in placement_now(hosts)[name]] == ["hv1"]
+        assert result["placement"]["after"][name] == "hv1"
+    assert result["summary"]["by_result"] == {"migrated": 1, "cancelled": 5}
+    assert "cancelled" in result["report_text"]
+    assert [record["guest_name"] for record in audit_lines(log)] == ["db1", None]
+
+
+def test_a_cancel_aborts_the_running_migration_through_its_monitor(hosts, tmp_path, monkeypatch):
+    first = add_guest(hosts, "db1", 2048)
+    add_guest(hosts, "web1", 512)
+    first.script = lv.MigrationScript(samples=[lv.sample(500_000_000, iteration=i) for i in range(1, 4)],
+                                      outcome="never")
+    cancel = tmp_path / "cancel"
+    log = tmp_path / "audit.jsonl"
+    start = first.migrateToURI3
+
+    def cancel_once_it_runs(*args):
+        write_cancel(cancel)
+        return start(*args)
+
+    monkeypatch.setattr(first, "migrateToURI3", cancel_once_it_runs)
+    prepared = evacuation(hosts, max_parallel=1, cancel_path=str(cancel), audit_log=str(log))
+    result = prepared.using(migrate_guest=None).run()  # the default migrator: the migrate code path, its monitor
+    assert rows(result)["db1"]["result"] == "cancelled" and rows(result)["web1"]["result"] == "cancelled"
+    assert "cancelled by the operator" in rows(result)["db1"]["message"]
+    assert rows(result)["db1"]["details"]["cancelled"] is True
+    assert rows(result)["web1"]["message"] == f"not started: cancelled by the operator ({cancel})"
+    assert result["msg"].endswith(": 0 moved, 1 aborted, 1 not started")
+    assert placement_now(hosts)["db1"] == [("hv1", RUNNING, True)]
+    assert ("hv1", "abortJob") in hosts.methods()
+    moves = [record for record in audit_lines(log) if record["guest_name"]]
+    assert [(record["guest_name"], record["result"]) for record in moves] == [("db1", "failed")]
+
+
+def test_the_default_migrator_hands_the_cancel_check_to_each_migration(monkeypatch):
+    seen = []
+    monkeypatch.setattr(_evacuation, "run_migration",
+                        lambda request, check, environment: seen.append(environment.cancel_requested) or {})
+
+    def check():
+        return None
+
+    EvacuationEnvironment().migrator(check)(None, False)
+    assert seen == [check]
+
+
+def test_the_module_fails_with_the_cancelled_result(module_world, capsys, tmp_path):
+    add_guest(module_world, "web1", 512)
+    cancel = tmp_path / "cancel"
+    write_cancel(cancel)
+    code, result = run_module({**MODULE_ARGS, "cancel_path": str(cancel)}, capsys)
+    assert code == 1 and result["error"]["kind"] == "cancelled" and module_world.mutations == []
+    assert result["msg"].startswith("evacuate failed (source qemu:///system): a cancel request stands: ")
+
+
+def test_the_cancelled_message_counts_moves_aborts_unstarted_and_post_copy_left_to_finish():
+    request = CancelRequest("/var/lib/virtops/cancel", WRITTEN, "")
+
+    def row(name, result, message=None, details=None):
+        entry = guest_row(name, f"uuid-{name}", "hv1", "hv2", "live", 512, result, message, "test")
+        entry["details"] = details or {}
+        return entry
+
+    table = [row("a", "migrated"), row("b", "migrated", CANCEL_DURING_POSTCOPY), row("c", "cancelled", "aborted",
+             {"cancelled": True}), row("d", "cancelled", "not started"), row("e", "failed", "boom")]
+    assert cancelled_message(table, request) == (
+        "cancelled by the operator (/var/lib/virtops/cancel, written 2026-12-02T13:59:01.000Z): 2 moved (1 in "
+        "post-copy when the cancel came: left to finish), 1 aborted, 1 not started; besides, 1 guest(s) were not "
+        "moved: e (failed: boom)")
+    assert "b: " + CANCEL_DURING_POSTCOPY in render_text({"vms": table, "summary": {}})

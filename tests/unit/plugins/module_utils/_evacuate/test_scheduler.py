@@ -105,3 +105,56 @@ def test_a_crashed_worker_ends_the_schedule_and_is_returned():
     assert isinstance(end.crash.error, ValueError) and "ValueError: bug" in end.crash.trace
     assert [entry.guest.name for entry in end.unstarted] == ["g1", "g2"]
     assert end.why_unstarted == "not started: an evacuation worker crashed"
+
+
+class CancelAfter:
+    """A cancel check that answers (with the request's path) once ``count`` guests have finished."""
+
+    def __init__(self, recorder, count, path="/var/lib/virtops/cancel"):
+        self.recorder, self.count, self.path = recorder, count, path
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.path if len(self.recorder.finished) >= self.count else None
+
+
+def test_a_cancel_starts_nothing_more_and_returns_the_rest_unstarted():
+    queue = [item(f"g{i}", "hv2") for i in range(4)]
+    recorder = Recorder()
+    cancelled = CancelAfter(recorder, 1)
+    end = run_schedule(queue, Limits(1, 1, False), recorder.migrate, recorder.on_start, recorder.on_finish,
+                       unchanged_queue, cancelled)
+    assert recorder.started == ["g0"] and recorder.finished == [("g0", MIGRATED)]
+    assert [entry.guest.name for entry in end.unstarted] == ["g1", "g2", "g3"]
+    assert end.cancelled_by == "/var/lib/virtops/cancel" and end.stopped_by is None and end.crash is None
+    assert end.why_unstarted == "not started: cancelled by the operator (/var/lib/virtops/cancel)"
+
+
+def test_a_cancel_is_read_while_a_long_move_runs_with_nothing_else_to_wake_the_loop():
+    queue = [item("g0", "hv2"), item("g1", "hv2")]
+    recorder = Recorder(hold=2.0)
+    cancelled = CancelAfter(recorder, 99)
+    end = run_schedule(queue, Limits(2, 1, False), recorder.migrate, recorder.on_start, recorder.on_finish,
+                       unchanged_queue, cancelled)
+    assert end.unstarted == [] and end.cancelled_by is None
+    # two reads before g0 starts and waits, one when it ends: the others are the loop's own, at least once a
+    # second while g1 waited 2 s for hv2
+    assert cancelled.calls >= 5
+
+
+def test_a_cancel_before_the_first_start_starts_nothing():
+    queue = [item(f"g{i}", "hv2") for i in range(2)]
+    recorder = Recorder()
+    end = run_schedule(queue, Limits(2, 2, False), recorder.migrate, recorder.on_start, recorder.on_finish,
+                       unchanged_queue, lambda: "/run/cancel")
+    assert recorder.started == [] and [entry.guest.name for entry in end.unstarted] == ["g0", "g1"]
+    assert end.why_unstarted == "not started: cancelled by the operator (/run/cancel)"
+
+
+def test_without_a_cancel_check_the_schedule_is_as_before():
+    queue = [item(f"g{i}", "hv2") for i in range(3)]
+    recorder = Recorder()
+    end = run_schedule(queue, Limits(1, 1, False), recorder.migrate, recorder.on_start, recorder.on_finish,
+                       unchanged_queue)
+    assert end.unstarted == [] and end.cancelled_by is None and len(recorder.finished) == 3

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    ABORT,
+    CANCEL_DURING_POSTCOPY,
     GIB,
+    NOTE,
     ConvergencePolicy,
     JobSample,
     PolicyConfig,
     downtime_schedule,
+    left_to_finish_after_cancel,
 )
 
 START = 100.0
@@ -200,3 +204,37 @@ def test_a_hard_timeout_while_nothing_is_sent_names_the_link():
     (abort,) = policy.actions
     assert abort.reason == ("hard timeout of 12s reached; nothing was sent for the last 12s (data_processed stuck "
                             "at 500 bytes): the link to the destination looks down or blocked")
+
+
+# ---------------------------------------------------------------------------
+# The operator's cancel request
+
+
+def test_cancel_before_postcopy_aborts_once():
+    policy = ConvergencePolicy(PolicyConfig(**NO_RAMP), GIB, START)
+    policy.evaluate(START + 1, running(GIB // 2))
+    decided = policy.cancel(START + 2, "cancelled by the operator (/var/lib/virtops/cancel)")
+    assert [(a.at, a.action, a.reason) for a in decided] == [
+        (2.0, ABORT, "cancelled by the operator (/var/lib/virtops/cancel)")]
+    assert policy.aborted is True
+    assert policy.cancel(START + 3, "again") == []
+    assert policy.evaluate(START + 4, running(GIB // 4)) == []
+    assert [a.action for a in policy.actions] == [ABORT]
+
+
+def test_cancel_during_postcopy_is_recorded_not_aborted():
+    policy = ConvergencePolicy(PolicyConfig(**NO_RAMP), GIB, START)
+    policy.observe_postcopy(START + 1)
+    decided = policy.cancel(START + 2, "cancelled by the operator (/var/lib/virtops/cancel)")
+    assert [(a.action, a.reason) for a in decided] == [(NOTE, CANCEL_DURING_POSTCOPY)]
+    assert policy.aborted is False
+    assert policy.cancel(START + 3, "again") == []
+    assert [a.action for a in policy.actions] == [NOTE, NOTE]  # the post-copy switch, then the cancel
+    assert left_to_finish_after_cancel(policy.summary()) is True
+
+
+def test_cancel_after_the_policy_aborted_decides_nothing():
+    policy = ConvergencePolicy(PolicyConfig(hard_timeout=5, **NO_RAMP), GIB, START)
+    assert [a.action for a in policy.evaluate(START + 6, running(GIB // 2))] == [ABORT]
+    assert policy.cancel(START + 7, "cancelled by the operator (/x)") == []
+    assert left_to_finish_after_cancel(policy.summary()) is False

@@ -19,6 +19,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._common.errors i
     SplitBrain,
     ValidationError,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
+    CANCEL_DURING_POSTCOPY,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.run import (
     run_migration,
 )
@@ -715,3 +718,55 @@ def test_postcopy_refused_goes_on_in_precopy_when_asked(world, destination_witho
     assert any("migrating again in pre-copy" in note for note in result["recovery"])
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
     assert state_of(hv1(world), dom.UUIDString()) is None
+
+
+# ---------------------------------------------------------------------------
+# The operator's cancel request (evacuate and restore hand it to each migration)
+
+
+CANCEL = "/var/lib/virtops/cancel"
+
+
+def migrate_cancelled(world, cancel_requested, **params):
+    environment = environment_of(world, fs_type_of={}.get, cancel_requested=cancel_requested)
+    return run_migration(migrate_request(**params), False, environment)
+
+
+def test_a_cancel_aborts_the_running_migration_and_the_guest_stays_on_the_source(world):
+    dom = running_vm(world, script=never_converging())
+    with pytest.raises(MigrationFailed) as caught:
+        migrate_cancelled(world, lambda: CANCEL if world.now >= 1003 else None,
+                          convergence={"completion_timeout_per_gib": 0, "progress_timeout": 0, "downtime_steps": 0})
+    error = caught.value
+    assert f"migration failed (cancelled by the operator ({CANCEL}): the running migration was aborted)" in str(error)
+    assert "aborted by the convergence policy" not in str(error)
+    assert "the domain now runs on: source" in str(error)
+    assert error.details["cancelled"] is True
+    assert [(a["action"], a["reason"], a["result"]) for a in error.details["policy_actions"]] == [
+        ("abort", f"cancelled by the operator ({CANCEL})", "ok")]
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+    assert state_of(hv2(world), dom.UUIDString()) is None
+    assert ("hv1", "abortJob") in world.methods()
+
+
+def test_a_cancel_during_postcopy_leaves_the_migration_to_finish(world):
+    dom = running_vm(world, script=never_converging())
+    convergence = {"on_timeout": "postcopy", "progress_timeout": 3, "downtime_steps": 0}
+
+    def after_the_switch():
+        return CANCEL if dom.job is not None and dom.job.switched == "postcopy" else None
+
+    result = migrate_cancelled(world, after_the_switch, post_copy=True, convergence=convergence)
+    assert result["changed"] is True and result["phases"]["postcopy"] is True
+    assert [(a["action"], a["reason"]) for a in result["policy_actions"]][-1] == ("note", CANCEL_DURING_POSTCOPY)
+    assert [a["action"] for a in result["policy_actions"]].count("abort") == 0
+    assert CANCEL_DURING_POSTCOPY in result["warnings"]
+    assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
+    assert ("hv1", "abortJob") not in world.methods()
+
+
+def test_without_a_cancel_request_the_migration_runs_as_before(world):
+    dom = running_vm(world)
+    result = migrate_cancelled(world, lambda: None)
+    assert result["changed"] is True and result["policy_actions"][0]["action"] == "set_downtime"
+    assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import fake_libvirt as lv
 import pytest
 from ansible_collections.virtops.migration.plugins.module_utils._common.errors import (
+    CancelRequested,
     MigrationError,
     MigrationInProgress,
     ValidationError,
@@ -285,3 +287,47 @@ def test_a_guest_requiring_a_label_the_restored_host_lacks_stays(hosts):
         restore(hosts, labels={"rack": "r2"})
     assert "db1" in str(refused.value) and "rack" in str(refused.value)
     assert where(hosts, "db1") == ["hv2"] and hosts.mutations == []
+
+
+# ---------------------------------------------------------------------------
+# The operator's cancel request
+
+
+def write_cancel(path):
+    path.write_text("cancel requested from ctl1\n")
+    os.utime(path, (1796219941.0, 1796219941.0))
+
+
+def test_a_standing_cancel_request_refuses_the_restore_before_anything_changes(hosts, tmp_path):
+    add_guest(hosts, "hv2", "web1", 512)
+    cancel = tmp_path / "cancel"
+    write_cancel(cancel)
+    for check_mode in (True, False):
+        with pytest.raises(CancelRequested) as caught:
+            restore(hosts, check_mode=check_mode, cancel_path=str(cancel))
+        assert str(caught.value).startswith(f"restore failed (source {SRC}): a cancel request stands: {cancel}, "
+                                            "written 2026-12-02T13:59:01.000Z")
+        assert caught.value.to_result()["error"]["kind"] == "cancelled"
+    assert hosts.calls == [] and where(hosts, "web1") == ["hv2"] and origin_of(hosts, "web1") is not None
+
+
+def test_a_cancel_during_the_restore_starts_no_more_and_keeps_the_origins(hosts, tmp_path):
+    add_guest(hosts, "hv2", "web1", 512)
+    add_guest(hosts, "hv3", "db1", 2048)
+    cancel = tmp_path / "cancel"
+    environment = MigrationEnvironment(clock=hosts.clock, wait=hosts.wait, fs_type_of=lambda path: None,
+                                       resolves_locally=lambda host: False)
+
+    def migrate(request, check):
+        result = run_migration(request, check, environment)
+        write_cancel(cancel)
+        return result
+
+    result = restore(hosts, migrate_guest=migrate, max_parallel=1, cancel_path=str(cancel))
+    assert result["cancelled"] is True and result["failed"] is True
+    assert {name: row["result"] for name, row in rows(result).items()} == {"db1": "migrated", "web1": "cancelled"}
+    assert rows(result)["web1"]["message"] == f"not started: cancelled by the operator ({cancel})"
+    assert result["msg"].startswith(f"cancelled by the operator ({cancel}, written 2026-12-02T13:59:01.000Z)")
+    assert result["msg"].endswith(": 1 moved, 0 aborted, 1 not started")
+    assert where(hosts, "web1") == ["hv2"] and origin_of(hosts, "web1") is not None
+    assert where(hosts, "db1") == ["hv1"] and origin_of(hosts, "db1") is None
