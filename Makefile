@@ -193,12 +193,14 @@ endef
 integration: setup
 	$(call lab_suite,$(LAB_NAME),,tests/integration)
 
-# make test splits them over two labs that run side by side: the placement lifecycle and the
-# post-copy suites (guests of their own) on SIDE_LAB, the rest on LAB_NAME. Both write their rows
+# make test splits them over two labs that run side by side: the post-copy, placement lifecycle and
+# rolling maintenance suites (guests of their own; the last two share the placement cluster) on
+# SIDE_LAB, the rest on LAB_NAME. Both write their rows
 # of the fault-injection table to FAULT_SHARDS; the one that ends last writes the whole table.
 SIDE_LAB     ?= vpl
 SIDE_SUBNET  ?= 10.86.0.0/24
-SIDE_SUITES  := tests/integration/test_placement_lifecycle.py tests/integration/test_postcopy.py
+SIDE_SUITES  := tests/integration/test_postcopy.py tests/integration/test_placement_lifecycle.py \
+                tests/integration/test_rolling_maintenance.py
 FAULT_SHARDS := $(REPO)/build/fault-results/shards
 
 integration-main: setup
@@ -221,6 +223,8 @@ molecule: setup
 bench: setup
 	$(PY) tests/bench/placement_scale.py --out $(BENCH_OUT)
 	status=0; VIRTOPS_LAB_SUBNET=$(BENCH_SUBNET) $(PY) tests/bench/bench.py --lab $(BENCH_LAB) --out $(BENCH_OUT) || status=$$?; \
+	VIRTOPS_LAB_SUBNET=$(BENCH_SUBNET) $(PY) tests/bench/rolling_overhead.py --lab $(BENCH_LAB) --skip-bootstrap \
+	  --out $(BENCH_OUT) || status=$$?; \
 	$(LAB) down --name $(BENCH_LAB); exit $$status
 
 # The modules' footprint against FOOTPRINT_BEFORE on the shared lab (LAB_NAME, up and prepared):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 import migrate_support
+import placement_cluster
 import pytest
 from virtops_lab.client import Lab, lab_command
 
@@ -34,3 +35,11 @@ def prepared_lab(lab: Lab) -> Lab:
         run = migrate_support.playbook(migrate_support.PLAYBOOKS / "prepare_lab.yml", timeout=1200)
         assert run.rc == 0, f"lab preparation failed: {run.describe()}"
     return lab
+
+
+@pytest.fixture(scope="session")
+def cluster(prepared_lab: Lab):
+    """The placement cluster (placement_cluster.py), made once for the suites that share it; removed at the end."""
+    placement_cluster.create_cluster()
+    yield
+    placement_cluster.remove_cluster()

@@ -4,7 +4,7 @@ Installs build/packaging/dist/*.tar.gz (made by check_tarball.py) with
 `ansible-galaxy collection install` into an empty collections path, then, from an
 empty directory and with the checkout out of every search path, runs with the given
 ansible-core:
-- `ansible-playbook --syntax-check` of the three playbooks by their FQCN (this
+- `ansible-playbook --syntax-check` of every playbook by its FQCN (this
   resolves every module, action and role they name, community.libvirt's included);
 - `ansible-doc` of every module and role of the collection.
 The dependencies come from the `ansible` package of the developers' venv.
@@ -27,7 +27,7 @@ from artifact import ArtifactError, dependencies_path, install
 from packaging.specifiers import SpecifierSet
 
 ROOT = Path(__file__).resolve().parents[2]
-PLAYBOOKS = ("bootstrap", "migrate", "evacuate")
+PLAYBOOKS = ("bootstrap", "migrate", "evacuate", "restore", "rolling_maintenance", "cancel")
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

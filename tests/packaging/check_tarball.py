@@ -59,11 +59,15 @@ REQUIRED = (
     "playbooks/migrate.yml",
     "playbooks/evacuate.yml",
     "playbooks/restore.yml",
+    "playbooks/rolling_maintenance.yml",
+    "playbooks/cancel.yml",
+    "roles/rolling_maintenance/meta/argument_specs.yml",
     "plugins/modules/migrate.py",
     "plugins/modules/migration_job.py",
     "plugins/modules/evacuate.py",
     "plugins/modules/guest_placement.py",
     "plugins/modules/restore.py",
+    "plugins/filter/roll_state.py",
 )
 
 
