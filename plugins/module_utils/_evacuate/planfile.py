@@ -44,7 +44,9 @@ from ansible_collections.virtops.migration.plugins.module_utils._evacuate.option
 )
 from ansible_collections.virtops.migration.plugins.module_utils._evacuate.placement import (
     LIVE,
+    MOVE,
     OFFLINE,
+    STAY,
     Assignment,
     GuestToMove,
     PlacementPlan,
@@ -170,6 +172,8 @@ class PlannedGuest:
     mode: str
     destination: str | None
     reason: str
+    action: str = MOVE
+    pin_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -272,10 +276,15 @@ def planned_guest(entry: Any, where: str, problems: list[str]) -> PlannedGuest |
     destination = entry.get("destination")
     if destination is not None and not isinstance(destination, str):
         missing.append("destination (a name or null)")
+    action = entry.get("action", MOVE)
+    if action not in (MOVE, STAY):
+        missing.append("action (move or stay)")
     if missing:
         problems.append("{} has no valid {}".format(where, ", ".join(missing)))
         return None
-    return PlannedGuest(entry["name"], entry["uuid"], memory, entry["mode"], destination, str(entry.get("reason") or ""))
+    why = entry.get("why") if isinstance(entry.get("why"), Mapping) else {}
+    return PlannedGuest(entry["name"], entry["uuid"], memory, entry["mode"], destination, str(entry.get("reason") or ""),
+                        action, why.get("pin_policy"))
 
 
 def check_source(plan: EvacuationPlan, uri: str, source_name: str | None = None,
@@ -338,6 +347,14 @@ def drift_error(plan: EvacuationPlan, drifts: Sequence[Drift]) -> PlanDrift:
                      details={"drift": [drift.as_dict() for drift in drifts], "plan_file": plan.path})
 
 
+def unmoved(planned: PlannedGuest, guest: GuestToMove) -> Assignment:
+    """A guest the plan does not move: pinned to its host (it stays, with its policy), or placed nowhere."""
+    if planned.action == STAY:
+        why = {"pin_policy": planned.pin_policy} if planned.pin_policy else {}
+        return Assignment(guest, None, None, planned.reason, STAY, why)
+    return Assignment(guest, None, None, planned.reason)
+
+
 def replay(plan: EvacuationPlan, discovery: Discovery, arrived_uuids: Sequence[str] = ()) -> Replay:
     """Replay ``plan``'s assignments, in its order, over ``discovery``; every drift is named.
 
@@ -362,7 +379,7 @@ def replay(plan: EvacuationPlan, discovery: Discovery, arrived_uuids: Sequence[s
         if changes:
             continue
         if planned.destination is None:
-            assignments.append(Assignment(guest, None, None, planned.reason))
+            assignments.append(unmoved(planned, guest))
             continue
         outcome = follow(placer, planned, guest)
         if isinstance(outcome, Drift):

@@ -476,3 +476,20 @@ def test_drift_is_pure_over_the_plan_and_a_discovery(planned):
     assert replayed.drifts == ()
     assert [(item.guest.name, item.destination) for item in replayed.placement.assignments] == \
         [(guest.name, guest.destination) for guest in plan.guests]
+
+
+@pytest.mark.parametrize("policy", ["skip", "shutdown"])
+def test_a_pinned_guest_stays_when_the_plan_is_executed(hosts, tmp_path, policy):
+    add_guest(hosts, "db1", 2048)
+    add_guest(hosts, "pin1", 512)
+    constraints = {"pinned": [{"guest": "pin1", "policy": policy}]}
+    path = tmp_path / "hv1.json"
+    plan = evacuate(hosts, path, check_mode=True, constraints=constraints)
+    assert plan["failed"] is False, plan["msg"]
+    result = evacuate(hosts, path, constraints=constraints)
+    assert result["failed"] is False, result["msg"]
+    rows = {row["name"]: row for row in result["vms"]}
+    assert rows["pin1"]["result"] == "left" and rows["db1"]["result"] == "migrated", rows
+    stays = next(entry for entry in result["plan"] if entry["name"] == "pin1")
+    assert stays["action"] == "stay" and stays["why"] == {"pin_policy": policy}, stays
+    assert where(hosts)["pin1"] == ["hv1"]
