@@ -38,6 +38,7 @@ requirements:
 extends_documentation_fragment:
   - virtops.migration._migration_tuning
   - virtops.migration._audit
+  - virtops.migration._cancel_request
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -152,19 +153,6 @@ options:
     type: str
     choices: [json, text]
     default: json
-  cancel_path:
-    description:
-      - "The operator's cancel request, a file on the host the module runs on. While this file exists the run starts
-        nothing: a run started while it exists refuses before anything changes (check mode too), naming the file and
-        when it was written; a running run that sees it appear (checked at least once a second) starts no new move,
-        aborts its running live migrations except one already in post-copy (aborting that would lose the guest: it is
-        left to finish and the report says so), and ends with every guest in the report; the result has
-        RV(cancelled=true) and C(failed=true)."
-      - "Withdraw the request by removing the file. An empty string turns cancel requests off."
-      - "A guest whose migration was aborted stays on its search host, running as it was (the migrate code path's usual
-        recovery); its row and those of the guests not started say V(cancelled)."
-    type: path
-    default: /var/lib/virtops/cancel
   live:
     description:
       - Must stay V(true). Running guests always migrate live and stopped guests offline.
