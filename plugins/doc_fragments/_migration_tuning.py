@@ -89,15 +89,25 @@ options:
   compression:
     description:
       - Compression methods for the migration stream (C(VIR_MIGRATE_COMPRESSED) and
-        C(VIR_MIGRATE_PARAM_COMPRESSION)); libvirt 9.0 supports V(xbzrle) and V(mt).
+        C(VIR_MIGRATE_PARAM_COMPRESSION)). Both hosts must support the methods named; the preflight check
+        V(throughput) compares their libvirt and QEMU versions before anything changes.
+      - V(xbzrle) is pre-copy page compression that sends only the changed bytes of pages sent before (needs
+        libvirt 1.0.3 and QEMU 1.2.0 or later).
+      - V(mt) is pre-copy multithreaded page compression with zlib (needs libvirt 1.3.4 and QEMU 2.4.0 or later;
+        QEMU deprecated it in 8.2 in favour of V(zlib) and V(zstd)).
+      - V(zlib) and V(zstd) compress the parallel connections' (multifd) channels with zlib or Zstandard (need
+        libvirt 9.4.0 and QEMU 5.0.0 or later). They need O(parallel_connections); they cannot be combined with
+        V(xbzrle) or V(mt), nor with each other. Such combinations are refused before any connection.
     type: list
     elements: str
-    choices: [xbzrle, mt]
+    choices: [xbzrle, mt, zlib, zstd]
     default: []
   parallel_connections:
     description:
       - Number of parallel connections for the migration data (C(VIR_MIGRATE_PARALLEL),
-        C(VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS)), 1 to 255.
+        C(VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS)), 1 to 255. QEMU calls this multifd.
+      - Needs libvirt 5.2.0 and QEMU 4.0.0 or later on both hosts; the preflight check V(throughput) compares
+        their versions before anything changes.
     type: int
   auto_converge:
     description:
@@ -174,12 +184,15 @@ options:
     description:
       - Preflight checks to skip, by name. V(cpu) (C(virConnectCompareHypervisorCPU) of the guest CPU on the destination), V(memory) (free plus cached
         memory on the destination covers the guest's memory), V(storage) (every disk is shared or copied),
-        V(networks) (libvirt networks, bridges and direct devices of the guest exist on the destination).
+        V(networks) (libvirt networks, bridges and direct devices of the guest exist on the destination),
+        V(throughput) (only with O(compression) or O(parallel_connections); the libvirt and QEMU versions of
+        both hosts, read with C(virConnectGetLibVersion) and C(virConnectGetVersion), are recent enough for
+        them; a host too old is named with the version it has and the version needed).
       - The destination connection check cannot be skipped, nor the comparison of the two hosts' identities
         (host UUIDs), which runs before the domain is looked up.
     type: list
     elements: str
-    choices: [cpu, memory, storage, networks]
+    choices: [cpu, memory, storage, networks, throughput]
     default: []
   convergence:
     description:

@@ -135,6 +135,11 @@ notes:
     C(client-key.pem) in the directory C(qemu.conf) gives QEMU, C(/etc/pki/qemu) by default) when O(uri) is
     local. libvirt cannot read the destination's; a migration that fails on a missing one names the host that
     lacks it.
+  - With O(compression) or O(parallel_connections), preflight reads the libvirt and QEMU versions of both hosts and
+    refuses, before anything changes, when one of them is older than an option needs (for example V(zstd) needs
+    libvirt 9.4.0 and QEMU 5.0.0 on both hosts), naming the option, the host's URI, the version it has and the
+    version needed. Combinations that never work (V(zlib) or V(zstd) without O(parallel_connections), or with
+    V(xbzrle) or V(mt)) are refused before any connection.
   - Only one run migrates a given domain at a time on the machine that runs the module (an C(flock) on
     C(/run/lock/virtops-migrate-<hash of the UUID>.lock), released when the process ends however it ends). A
     second run fails at once with C(error.kind) C(in_progress) and touches nothing; in check mode it only warns.
@@ -303,6 +308,9 @@ preflight:
   sample:
     - {name: cpu, status: passed, message: "the destination can run the guest CPU (...)"}
     - {name: storage, status: passed, message: "vda network disk (protocol nfs)"}
+    - {name: throughput, status: passed, message: "source qemu:///system: libvirt 9.0.0, QEMU 7.2.0; destination
+       qemu+tls://hv2.example.com/system: libvirt 9.0.0, QEMU 7.2.0; both meet parallel_connections (libvirt >= 5.2.0,
+       QEMU >= 4.0.0)"}
 timings:
   description: Seconds spent per phase (validate, connect, lookup, reconcile, preflight, migrate, verify, total).
   returned: always

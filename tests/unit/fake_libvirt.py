@@ -646,6 +646,10 @@ class FakeHost:
         self.pools: dict[str, FakePool] = {}
         self.pools_error: libvirtError | None = None
         self.define_error: libvirtError | None = None
+        # virConnectGetLibVersion / virConnectGetVersion (QEMU): Debian 12's libvirt 9.0.0 and QEMU 7.2.0.
+        self.lib_version = 9000000
+        self.hypervisor_version = 7002000
+        self.version_error: libvirtError | None = None
 
     def add_domain(self, name: str, state: int = VIR_DOMAIN_RUNNING, persistent: bool = True,
                    uuid: str | None = None, reason: int | None = None, **kwargs: Any) -> FakeDomain:
@@ -736,7 +740,12 @@ class FakeConnection:
         return self.host.hostname
 
     def getLibVersion(self) -> int:
-        return 9000000
+        return self.host.lib_version
+
+    def getVersion(self) -> int:
+        if self.host.version_error is not None:
+            raise self.host.version_error
+        return self.host.hypervisor_version
 
     def isAlive(self) -> int:
         return int(self.host.reachable)

@@ -8,7 +8,9 @@
 """Preflight checks: fail early, with a clear message, before anything changes.
 
 Named checks (skippable through ``preflight_skip``): ``cpu``, ``memory``,
-``storage``, ``networks``.  ``dest_reachable`` always runs: every other step
+``storage``, ``networks``, and ``throughput`` (only when ``compression`` or
+``parallel_connections`` is set: both hosts' libvirt and QEMU versions against
+what those options need, decided in capabilities.py).  ``dest_reachable`` always runs: every other step
 needs the destination connection.  The hosts' identities (host UUIDs) are
 compared earlier, before the domain is looked up (_reconcile.refuse_same_host).
 
@@ -53,6 +55,11 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     DiskSpec,
     DomainInfo,
     GuestSpec,
+)
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.capabilities import (
+    HostVersions,
+    requirements_for,
+    shortfalls,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
     MigrationRequest,
@@ -522,6 +529,35 @@ def check_networks(ctx: PreflightContext) -> CheckResult:
                        else "no host networks used")
 
 
+def read_host_versions(conn: Any, side: str, uri: str) -> HostVersions:
+    """The libvirt and hypervisor (QEMU) versions of the host behind ``conn`` (libvirtError if unreadable)."""
+    return HostVersions(side, uri, int(conn.getLibVersion()), int(conn.getVersion()))
+
+
+def throughput_requested(request: MigrationRequest) -> bool:
+    return bool(request.compression) or bool(request.parallel_connections)
+
+
+def check_throughput(ctx: PreflightContext) -> CheckResult:
+    """Both hosts' libvirt and QEMU are recent enough for ``compression`` and ``parallel_connections``."""
+    request = ctx.request
+    try:
+        hosts = [read_host_versions(ctx.source_conn, "source", request.uri),
+                 read_host_versions(ctx.dest_conn, "destination", request.dest_uri)]
+    except libvirt.libvirtError as exc:
+        return CheckResult("throughput", WARNING, f"the libvirt and QEMU versions of the source {request.uri} and the "
+                           f"destination {request.dest_uri} cannot be read ({libvirt_error_text(exc)}), so compression "
+                           "and parallel_connections cannot be checked; libvirt refuses them when the migration starts "
+                           "if a host lacks them")
+    requirements = requirements_for(request.compression, request.parallel_connections)
+    missing = shortfalls(requirements, hosts)
+    compared = "; ".join(host.summary for host in hosts)
+    if missing:
+        return CheckResult("throughput", FAILED, "{} (compared {})".format("; ".join(s.message for s in missing), compared))
+    return CheckResult("throughput", PASSED, "{}; both meet {}".format(
+        compared, ", ".join(requirement.label for requirement in requirements)))
+
+
 CHECKS: tuple[tuple[str, Callable[[PreflightContext], CheckResult]], ...] = (
     ("cpu", check_cpu),
     ("memory", check_memory),
@@ -618,18 +654,25 @@ def migration_tls_diagnosis(libvirt_text: str, request: MigrationRequest,
     return cause, TLS_FILES_HINT.format(directory=directory, host=host)
 
 
+def run_named_check(name: str, check: Callable[[PreflightContext], CheckResult], ctx: PreflightContext) -> CheckResult:
+    """The check's result, or SKIPPED when preflight_skip names it."""
+    if name in ctx.request.preflight_skip:
+        return CheckResult(name, SKIPPED, "skipped by preflight_skip")
+    return check(ctx)
+
+
 def run_preflight(ctx: PreflightContext) -> PreflightReport:
     """Run every check not skipped; PreflightFailed lists all failures at once.
 
+    With compression or parallel_connections, both hosts' versions are checked (``throughput``).
     With tls: true the source's QEMU TLS files are checked too (not skippable: the check reads
     libvirt's own settings, and a missing file always fails the migration).
     """
     report = PreflightReport([check_dest_reachable(ctx)])
     for name, check in CHECKS:
-        if name in ctx.request.preflight_skip:
-            report.results.append(CheckResult(name, SKIPPED, "skipped by preflight_skip"))
-        else:
-            report.results.append(check(ctx))
+        report.results.append(run_named_check(name, check, ctx))
+    if throughput_requested(ctx.request):
+        report.results.append(run_named_check("throughput", check_throughput, ctx))
     if ctx.request.tls:
         report.results.append(check_migration_tls(ctx))
     if report.failures:

@@ -36,17 +36,21 @@ from ansible_collections.virtops.migration.plugins.module_utils._libvirt.domain 
     normalize_uuid,
     xml_uuid,
 )
+from ansible_collections.virtops.migration.plugins.module_utils._migrate.capabilities import (
+    COMPRESSION_METHODS,
+    combination_problems,
+)
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.policy import (
     POSTCOPY,
     PolicyConfig,
 )
 
 COPY_STORAGE_CHOICES = ("none", "all", "inc")
-COMPRESSION_CHOICES = ("xbzrle", "mt")
+COMPRESSION_CHOICES = COMPRESSION_METHODS
 PAUSED_SOURCE_CHOICES = ("resume", "migrate_paused", "refuse")
 PRECOPY = "precopy"
 POSTCOPY_UNAVAILABLE_CHOICES = ("refuse", PRECOPY)
-PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks")
+PREFLIGHT_CHECKS = ("cpu", "memory", "storage", "networks", "throughput")
 MIGRATE_URI_SCHEMES = ("tcp", "rdma", "unix")
 
 
@@ -212,6 +216,12 @@ def _check_migrate_uri(request: MigrationRequest) -> Iterator[ValidationError]:
         yield _refuse(request, f"migrate_uri {value!r} names no host")
 
 
+def _check_throughput(request: MigrationRequest) -> Iterator[ValidationError]:
+    """Compression methods and parallel connections that can never work together, whatever the hosts."""
+    for problem, next_step in combination_problems(request.compression, request.parallel_connections):
+        yield _refuse(request, problem, hint=next_step)
+
+
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 
 
@@ -254,7 +264,8 @@ def _check_uris(request: MigrationRequest, resolves_locally: Callable[[str], boo
         yield error
 
 
-OPTION_CHECKS = (_check_names, _check_non_negative, _check_transport, _check_modes, _check_migrate_uri)
+OPTION_CHECKS = (_check_names, _check_non_negative, _check_transport, _check_modes, _check_migrate_uri,
+                 _check_throughput)
 
 
 def option_problems(

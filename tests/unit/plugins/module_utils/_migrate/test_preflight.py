@@ -17,8 +17,10 @@ from ansible_collections.virtops.migration.plugins.module_utils._migrate.preflig
     PreflightContext,
     check_cpu,
     check_networks,
+    check_throughput,
     classify_disk,
     mount_fs_type,
+    run_preflight,
 )
 from ansible_collections.virtops.migration.plugins.module_utils._migrate.request import (
     MigrationRequest,
@@ -74,8 +76,8 @@ def test_classify_disk(world, spec, fs_types, volumes, sharing):
     assert verdict.sharing == sharing
 
 
-def context(world, cpu=None, interfaces=None):
-    request = MigrationRequest.from_params({"name": "vm1", "dest_uri": "qemu+tls://hv2.example.com/system"})
+def context(world, cpu=None, interfaces=None, **params):
+    request = MigrationRequest.from_params({"name": "vm1", "dest_uri": "qemu+tls://hv2.example.com/system", **params})
     guest = guest_spec(lv.domain_xml("vm1", UUID, cpu=cpu, interfaces=interfaces))
     info = DomainInfo("vm1", UUID, "running", "booted", True, 1048576, 1048576)
     source = lv.FakeConnection(world.hosts["qemu:///system"])
@@ -116,3 +118,38 @@ def test_networks_bridges_and_direct(world):
     assert result.status == "failed"
     assert "interface eth9" in result.message
     assert "br0" not in result.message
+
+
+DEST_URI = "qemu+tls://hv2.example.com/system"
+
+
+def test_throughput_passes_with_the_lab_versions_and_lists_them(world):
+    report = run_preflight(context(world, parallel_connections=2, compression=["xbzrle"]))
+    [entry] = [r for r in report.as_list() if r["name"] == "throughput"]
+    assert entry["status"] == "passed"
+    assert f"source qemu:///system: libvirt 9.0.0, QEMU 7.2.0; destination {DEST_URI}: libvirt 9.0.0, QEMU 7.2.0" \
+        in entry["message"]
+    assert "parallel_connections (libvirt >= 5.2.0, QEMU >= 4.0.0)" in entry["message"]
+    assert "compression xbzrle (libvirt >= 1.0.3, QEMU >= 1.2.0)" in entry["message"]
+
+
+def test_throughput_not_checked_without_the_options(world):
+    report = run_preflight(context(world))
+    assert "throughput" not in [r.name for r in report.results]
+
+
+def test_throughput_refuses_zstd_on_libvirt_9_0(world):
+    result = check_throughput(context(world, parallel_connections=2, compression=["zstd"]))
+    assert result.status == "failed"
+    assert "compression zstd needs libvirt 9.4.0 or later on both hosts" in result.message
+    assert "the source qemu:///system has libvirt 9.0.0" in result.message
+    assert f"the destination {DEST_URI} has libvirt 9.0.0" in result.message
+    assert "upgrade libvirt on the destination to 9.4.0 or later" in result.message
+
+
+def test_throughput_unreadable_versions_are_a_warning(world):
+    world.hosts[DEST_URI].version_error = lv.libvirtError(
+        "this function is not supported by the connection driver: virConnectGetVersion", lv.VIR_ERR_NO_SUPPORT)
+    result = check_throughput(context(world, parallel_connections=2))
+    assert result.status == "warning"
+    assert "virConnectGetVersion" in result.message

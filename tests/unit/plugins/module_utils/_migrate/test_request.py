@@ -152,6 +152,9 @@ def test_remote_destination_accepted():
     ({"persistent_xml": "<network/>"}, "expected <domain>"),
     ({"name": None}, "one of name or uuid is required"),
     ({"name": None, "uuid": "not-a-uuid"}, "is not a UUID"),
+    ({"compression": ["zlib"]}, "compression zlib is multifd compression"),
+    ({"compression": ["zlib", "mt"], "parallel_connections": 2}, "cannot be combined with mt"),
+    ({"compression": ["zstd", "zlib"], "parallel_connections": 2}, "both zlib and zstd"),
 ])
 def test_bad_inputs_refused(overrides, message):
     error = refused(message, **overrides)
@@ -173,6 +176,17 @@ def test_one_bad_input_keeps_its_own_operation_and_hint():
     error = refused("tunnelled migration needs p2p", tunnelled=True, p2p=False)
     assert error.message.startswith("tunnelled migration needs p2p")
     assert error.hint == "set p2p: true or tunnelled: false"
+
+
+def test_multifd_compression_without_parallel_connections_says_what_to_set():
+    error = refused("parallel_connections is not set", compression=["zstd"])
+    assert error.hint == "set parallel_connections (2 or more), or use xbzrle or mt instead"
+    assert (error.source_uri, error.dest_uri) == ("qemu:///system", DEST)
+
+
+def test_multifd_compression_with_parallel_connections_passes():
+    checked = validate_request(request(compression=["zstd"], parallel_connections=4), never_local)
+    assert checked.compression == ["zstd"]
 
 
 def test_unknown_convergence_key_refused():

@@ -383,6 +383,42 @@ def test_preflight_failures_touch_nothing_and_can_be_skipped(world, setup, check
     assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
 
 
+def test_old_qemu_on_the_destination_refused_before_anything_changes(world):
+    dom = running_vm(world)
+    hv2(world).hypervisor_version = 3001000
+    with pytest.raises(PreflightFailed) as caught:
+        migrate(world, parallel_connections=4)
+    message = str(caught.value)
+    assert f"parallel_connections needs QEMU 4.0.0 or later on both hosts; the destination {DEST} has QEMU 3.1.0" in message
+    assert "drop parallel_connections (and zlib or zstd from compression), or upgrade QEMU on the destination to " \
+        "4.0.0 or later" in message
+    assert [c["status"] for c in caught.value.details["preflight"] if c["name"] == "throughput"] == ["failed"]
+    assert world.mutations == []
+    assert state_of(hv1(world), dom.UUIDString()) == (RUNNING, True)
+    result = migrate(world, check_mode=True, parallel_connections=4, preflight_skip=["throughput"])
+    assert [c["status"] for c in result["preflight"] if c["name"] == "throughput"] == ["skipped"]
+
+
+def test_throughput_passes_with_the_lab_versions(world):
+    dom = running_vm(world)
+    result = migrate(world, parallel_connections=2, compression=["xbzrle"])
+    [entry] = [c for c in result["preflight"] if c["name"] == "throughput"]
+    assert entry["status"] == "passed"
+    assert "libvirt 9.0.0, QEMU 7.2.0" in entry["message"]
+    assert state_of(hv2(world), dom.UUIDString()) == (RUNNING, True)
+
+
+def test_zstd_on_libvirt_9_0_refused_naming_9_4_0(world):
+    running_vm(world)
+    with pytest.raises(PreflightFailed, match="compression zstd needs libvirt 9.4.0 or later"):
+        migrate(world, parallel_connections=2, compression=["zstd"])
+    assert world.mutations == []
+    hv1(world).lib_version = hv2(world).lib_version = 9004000
+    result = migrate(world, check_mode=True, parallel_connections=2, compression=["zstd"])
+    assert [c["status"] for c in result["preflight"] if c["name"] == "throughput"] == ["passed"]
+    assert result["params"]["compression"] == ["zstd"]
+
+
 def test_local_disk_without_copy_fails_preflight(world):
     disks = "<disk type='file' device='disk'><source file='/var/lib/libvirt/images/vm1.qcow2'/><target dev='vda'/></disk>"
     running_vm(world, xml=lv.domain_xml("vm1", "6f1b1a52-2f0e-4c57-9c3b-6d3f9f8e2a10", disks=disks),
