@@ -122,7 +122,22 @@ def wait_for_counter_past(name: str, value: int, timeout: float = 60) -> DiskMar
     def advanced() -> DiskMark | None:
         mark = disk_mark(name)
         return mark if mark.counter > value else None
-    return wait_for(advanced, timeout, interval=1, what=f"{name} to write a counter above {value}")
+    try:
+        return wait_for(advanced, timeout, interval=1, what=f"{name} to write a counter above {value}")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{guest_diagnosis(name)}") from None
+
+
+def guest_diagnosis(name: str) -> str:
+    """Where a guest that stopped writing is, in which state and why, its disk errors and its console's last lines."""
+    lines = []
+    for host in HYPERVISORS:
+        proc = ssh(host, f"virsh domstate --reason {name} && virsh domblkerror {name}; "
+                         f"tail -n 15 /var/log/libvirt/qemu/{name}-serial.log 2>/dev/null; "
+                         f"tail -n 5 /var/log/libvirt/qemu/{name}.log 2>/dev/null")
+        if proc.returncode == 0 or proc.stdout.strip():
+            lines.append(f"--- {name} on {host} ---\n{proc.stdout.strip()}\n{proc.stderr.strip()}")
+    return "\n".join(lines) or f"{name} is on no hypervisor"
 
 
 def assert_disk_intact_and_written(name: str, before: DiskMark, timeout: float = 60) -> DiskMark:
