@@ -193,13 +193,13 @@ endef
 integration: setup
 	$(call lab_suite,$(LAB_NAME),,tests/integration)
 
-# make test splits them over two labs that run side by side: the post-copy, placement lifecycle and
-# rolling maintenance suites (guests of their own; the last two share the placement cluster) on
-# SIDE_LAB, the rest on LAB_NAME. Both write their rows
+# make test splits them over two labs that run side by side: the placement lifecycle, post-copy and
+# rolling maintenance suites (guests of their own; the first and the last each make the placement
+# cluster afresh) on SIDE_LAB, the rest on LAB_NAME. Both write their rows
 # of the fault-injection table to FAULT_SHARDS; the one that ends last writes the whole table.
 SIDE_LAB     ?= vpl
 SIDE_SUBNET  ?= 10.86.0.0/24
-SIDE_SUITES  := tests/integration/test_postcopy.py tests/integration/test_placement_lifecycle.py \
+SIDE_SUITES  := tests/integration/test_placement_lifecycle.py tests/integration/test_postcopy.py \
                 tests/integration/test_rolling_maintenance.py
 FAULT_SHARDS := $(REPO)/build/fault-results/shards
 

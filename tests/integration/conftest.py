@@ -37,9 +37,9 @@ def prepared_lab(lab: Lab) -> Lab:
     return lab
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(prepared_lab: Lab):
-    """The placement cluster (placement_cluster.py), made once for the suites that share it; removed at the end."""
+    """The placement cluster (placement_cluster.py), made fresh for each suite that uses it and removed after it."""
     placement_cluster.create_cluster()
     yield
     placement_cluster.remove_cluster()

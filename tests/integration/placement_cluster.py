@@ -10,8 +10,8 @@ Six Linux guests over three hypervisors, each writing a counter to its NFS-backe
     hv2: pl-db2 (anti-affinity group db, hard)
     hv3: pl-free
 
-The constraints live in the guests' own metadata, set with virtops.migration.guest_placement. The
-guests are made once per session (the fixture ``cluster`` in conftest.py) and removed at its end. The
+The constraints live in the guests' own metadata, set with virtops.migration.guest_placement. Each
+suite that uses them makes them afresh (the fixture ``cluster`` in conftest.py) and removes them after. The
 checks here are what the fault table's other rows assert: each guest runs exactly once, is defined
 persistently there only, and its counter goes on advancing with the rest of its disk unchanged.
 """
